@@ -1,0 +1,327 @@
+//! Command line (clap, every flag also read from a `THREADSERVE_*` variable) and the
+//! validated [`Config`] the server runs with.
+
+use crate::files::Root;
+use crate::limits;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Worker threads when `--threads` is not given. Measured on 2 cores with wrk (see
+/// README "Choosing --threads"): enough that blocking disk reads and slow writers do
+/// not starve the pool, few enough that the fixed stacks stay small.
+pub const DEFAULT_THREADS: usize = 64;
+
+/// Access-log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Combined Log Format (Apache/nginx "combined").
+    Combined,
+    /// One JSON object per line.
+    Json,
+    /// No access log.
+    Off,
+}
+
+/// Serve a directory over HTTP/1.1 with a fixed pool of OS threads.
+///
+/// Every option can also be set with an environment variable, shown in brackets.
+#[derive(Debug, Parser)]
+#[command(name = "threadserve", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Directory to serve.
+    #[arg(env = "THREADSERVE_ROOT", default_value = ".")]
+    pub root: PathBuf,
+
+    /// Address to listen on (IP:PORT; host names must resolve).
+    #[arg(short, long, env = "THREADSERVE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Port to listen on, replacing the port of --bind (0 picks a free one).
+    #[arg(short, long, env = "THREADSERVE_PORT")]
+    pub port: Option<u16>,
+
+    /// Worker threads: a fixed pool, never grown. [default: 64]
+    #[arg(short, long, env = "THREADSERVE_THREADS", value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub threads: Option<u16>,
+
+    /// Access log format on stdout.
+    #[arg(long, env = "THREADSERVE_LOG_FORMAT", value_enum, default_value = "combined")]
+    pub log_format: LogFormat,
+
+    /// Serve files and directories whose names start with a dot.
+    #[arg(long, env = "THREADSERVE_DOTFILES")]
+    pub dotfiles: bool,
+
+    /// Follow symlinks that lead outside the root (inside ones are always followed).
+    #[arg(long, env = "THREADSERVE_FOLLOW_SYMLINKS")]
+    pub follow_symlinks: bool,
+
+    /// Answer 404 for directories without index.html instead of listing them.
+    #[arg(long, env = "THREADSERVE_NO_LISTING")]
+    pub no_listing: bool,
+
+    /// Serve server counters as JSON at this path (e.g. /.stats); off by default.
+    #[arg(long, env = "THREADSERVE_STATS_PATH", value_name = "PATH")]
+    pub stats_path: Option<String>,
+
+    /// Open connections at once; more get 503.
+    #[arg(long, env = "THREADSERVE_MAX_CONNECTIONS", default_value_t = limits::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Connections waiting for a worker before new ones get 503.
+    #[arg(long, env = "THREADSERVE_QUEUE_DEPTH", default_value_t = limits::QUEUE_DEPTH)]
+    pub queue_depth: usize,
+
+    /// Time to send a whole request head (e.g. 10s, 500ms).
+    #[arg(long, env = "THREADSERVE_HEAD_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub head_timeout: Duration,
+
+    /// Idle keep-alive connections are closed after this long.
+    #[arg(long, env = "THREADSERVE_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub idle_timeout: Duration,
+
+    /// A single blocked write longer than this drops the client.
+    #[arg(long, env = "THREADSERVE_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub write_timeout: Duration,
+
+    /// Largest request head in bytes (larger: 431).
+    #[arg(long, env = "THREADSERVE_MAX_HEAD_BYTES", default_value_t = limits::MAX_HEAD_BYTES)]
+    pub max_head_bytes: usize,
+
+    /// Most header lines in a request (more: 431).
+    #[arg(long, env = "THREADSERVE_MAX_HEADERS", default_value_t = limits::MAX_HEADERS)]
+    pub max_headers: usize,
+
+    /// Time in-flight responses get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "THREADSERVE_GRACE_PERIOD", value_parser = parse_duration, default_value = "10s")]
+    pub grace_period: Duration,
+
+    /// A subcommand instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send one request to a running server and exit 0 if it answers below 500
+    /// (for container HEALTHCHECKs; scratch images have no curl).
+    Healthcheck {
+        /// Address of the server (defaults to --bind / THREADSERVE_BIND, with 0.0.0.0 → 127.0.0.1).
+        #[arg(long, env = "THREADSERVE_BIND", default_value = "127.0.0.1:8080")]
+        bind: String,
+        /// Port, replacing the port of --bind.
+        #[arg(short, long, env = "THREADSERVE_PORT")]
+        port: Option<u16>,
+        /// Path to request.
+        #[arg(long, default_value = "/")]
+        path: String,
+    },
+}
+
+/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 10s or 500ms"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        _ => return Err(format!("unknown unit '{unit}' in '{s}' (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
+}
+
+/// Limits and timeouts, defaulting to the constants in [`limits`].
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// See [`limits::HEAD_TIMEOUT`].
+    pub head_timeout: Duration,
+    /// See [`limits::IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
+    /// See [`limits::WRITE_TIMEOUT`].
+    pub write_timeout: Duration,
+    /// See [`limits::LINGER`].
+    pub linger: Duration,
+    /// See [`limits::MAX_HEAD_BYTES`].
+    pub max_head_bytes: usize,
+    /// See [`limits::MAX_HEADERS`].
+    pub max_headers: usize,
+    /// See [`limits::MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`limits::QUEUE_DEPTH`].
+    pub queue_depth: usize,
+    /// See [`limits::GRACE_PERIOD`].
+    pub grace_period: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            head_timeout: limits::HEAD_TIMEOUT,
+            idle_timeout: limits::IDLE_TIMEOUT,
+            write_timeout: limits::WRITE_TIMEOUT,
+            linger: limits::LINGER,
+            max_head_bytes: limits::MAX_HEAD_BYTES,
+            max_headers: limits::MAX_HEADERS,
+            max_connections: limits::MAX_CONNECTIONS,
+            queue_depth: limits::QUEUE_DEPTH,
+            grace_period: limits::GRACE_PERIOD,
+        }
+    }
+}
+
+/// Everything the server needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The served directory.
+    pub root: Root,
+    /// Listening address.
+    pub bind: SocketAddr,
+    /// Worker threads.
+    pub threads: usize,
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Serve dotfiles.
+    pub dotfiles: bool,
+    /// Follow symlinks leaving the root.
+    pub follow_symlinks: bool,
+    /// List directories without index.html.
+    pub listing: bool,
+    /// Access-log format.
+    pub log_format: LogFormat,
+    /// Path of the JSON counters, if enabled.
+    pub stats_path: Option<String>,
+    /// Test hook: a request for exactly this path panics inside the worker.
+    #[doc(hidden)]
+    pub panic_path: Option<String>,
+}
+
+impl Config {
+    /// A config with every default, serving `root` on 127.0.0.1 with an OS-chosen port.
+    pub fn new(root: Root) -> Config {
+        Config {
+            root,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            threads: DEFAULT_THREADS,
+            limits: Limits::default(),
+            dotfiles: false,
+            follow_symlinks: false,
+            listing: true,
+            log_format: LogFormat::Off,
+            stats_path: None,
+            panic_path: None,
+        }
+    }
+}
+
+/// A command-line value that cannot be used; the message names it and the fix.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Resolves `ADDR` (and an optional port override) to one socket address.
+pub fn resolve_bind(bind: &str, port: Option<u16>) -> Result<SocketAddr, ConfigError> {
+    let mut addr = match bind.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => bind
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "invalid --bind address '{bind}': expected IP:PORT such as 127.0.0.1:8080"
+                ))
+            })?,
+    };
+    if let Some(p) = port {
+        addr.set_port(p);
+    }
+    Ok(addr)
+}
+
+impl Cli {
+    /// Validates the flags into a [`Config`].
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let root = match Root::new(&self.root) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                return Err(ConfigError(format!(
+                    "root '{}' is not a directory",
+                    self.root.display()
+                )))
+            }
+            Err(e) => return Err(ConfigError(format!("cannot serve root '{}': {e}", self.root.display()))),
+        };
+        if self.max_headers == 0 || self.max_head_bytes < 64 {
+            return Err(ConfigError(
+                "--max-headers must be at least 1 and --max-head-bytes at least 64".into(),
+            ));
+        }
+        if self.max_connections == 0 || self.queue_depth == 0 {
+            return Err(ConfigError(
+                "--max-connections and --queue-depth must be at least 1".into(),
+            ));
+        }
+        let mut config = Config::new(root);
+        config.bind = resolve_bind(&self.bind, self.port)?;
+        config.threads = self.threads.map_or(DEFAULT_THREADS, usize::from);
+        config.limits = Limits {
+            head_timeout: self.head_timeout,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            linger: limits::LINGER,
+            max_head_bytes: self.max_head_bytes,
+            max_headers: self.max_headers,
+            max_connections: self.max_connections,
+            queue_depth: self.queue_depth,
+            grace_period: self.grace_period,
+        };
+        config.dotfiles = self.dotfiles;
+        config.follow_symlinks = self.follow_symlinks;
+        config.listing = !self.no_listing;
+        config.log_format = self.log_format;
+        config.stats_path = self.stats_path;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn port_overrides_bind() {
+        assert_eq!(resolve_bind("0.0.0.0:80", Some(9)).unwrap().to_string(), "0.0.0.0:9");
+        assert!(resolve_bind("not an address", None).is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

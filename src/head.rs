@@ -1,0 +1,499 @@
+//! Request-head parsing and validation: bytes in, a borrowed [`Head`] or a typed error out.
+//!
+//! In scope: the request line, the headers threadserve reads, message framing checks
+//! (RFC 9112 §6) and the request target's form. Out of scope: sockets, timeouts, files.
+//! Like httparse, parsing distinguishes "complete" from "need more bytes".
+
+use crate::status::Status;
+use std::mem::MaybeUninit;
+
+/// Outcome of parsing a buffer that may hold a partial head.
+// Returned by value straight to the caller and never stored, so its size costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Parsed<'b> {
+    /// A whole head, with the number of bytes it used.
+    Complete(Head<'b>, usize),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// How the request frames a body. threadserve accepts no request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// No body (no Content-Length, or Content-Length: 0).
+    None,
+    /// `Content-Length: n` with n > 0.
+    Length(u64),
+    /// A `Transfer-Encoding` header.
+    Encoded,
+}
+
+/// The parts of a request head that threadserve acts on, borrowed from the read buffer.
+#[derive(Debug, Default)]
+pub struct Head<'b> {
+    /// Method token as sent (case-sensitive, RFC 9110 §9.1).
+    pub method: &'b str,
+    /// Request target as sent.
+    pub target: &'b str,
+    /// Minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub version: u8,
+    /// `Host`.
+    pub host: Option<&'b str>,
+    /// `Connection: close` was sent.
+    pub conn_close: bool,
+    /// `Connection: keep-alive` was sent.
+    pub conn_keep_alive: bool,
+    /// Body framing, if any framing header was sent.
+    pub framing: Option<Body>,
+    /// `If-Match`.
+    pub if_match: Option<&'b str>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<&'b str>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<&'b str>,
+    /// `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<&'b str>,
+    /// `Range`.
+    pub range: Option<&'b str>,
+    /// `If-Range`.
+    pub if_range: Option<&'b str>,
+    /// `Accept-Encoding`.
+    pub accept_encoding: Option<&'b str>,
+    /// `Accept`.
+    pub accept: Option<&'b str>,
+    /// `Referer`, for the access log.
+    pub referer: Option<&'b str>,
+    /// `User-Agent`, for the access log.
+    pub user_agent: Option<&'b str>,
+    /// `Origin`, for CORS.
+    pub origin: Option<&'b str>,
+}
+
+impl Head<'_> {
+    /// Body framing of this request.
+    pub fn body(&self) -> Body {
+        self.framing.unwrap_or(Body::None)
+    }
+
+    /// Whether the client wants the connection kept open after this response
+    /// (HTTP/1.1 default on, HTTP/1.0 default off; RFC 9112 §9.3).
+    pub fn wants_keep_alive(&self) -> bool {
+        if self.version >= 1 {
+            !self.conn_close
+        } else {
+            self.conn_keep_alive && !self.conn_close
+        }
+    }
+
+    /// `GET` or `HEAD`.
+    pub fn is_get_or_head(&self) -> bool {
+        self.method == "GET" || self.method == "HEAD"
+    }
+}
+
+/// Why a head was refused. Small and `Copy`, like httparse's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not a valid HTTP/1.x head (bad token, bad line ending, bad header).
+    Malformed,
+    /// The head exceeded the size limit.
+    TooLarge,
+    /// The request line alone exceeded the size limit.
+    UriTooLong,
+    /// More header lines than allowed.
+    TooManyHeaders,
+    /// A well-formed version other than HTTP/1.0 or HTTP/1.1 (e.g. HTTP/2.0).
+    Version,
+    /// Both Content-Length and Transfer-Encoding, differing or invalid Content-Length.
+    BadFraming,
+    /// HTTP/1.1 without `Host`, or more than one `Host`.
+    BadHost,
+    /// A request target in none of the forms threadserve serves.
+    BadTarget,
+}
+
+impl HeadError {
+    /// The status that answers this error. Every one also closes the connection.
+    pub fn status(self) -> Status {
+        match self {
+            HeadError::TooLarge | HeadError::TooManyHeaders => Status::HeaderFieldsTooLarge,
+            HeadError::UriTooLong => Status::UriTooLong,
+            HeadError::Version => Status::VersionNotSupported,
+            HeadError::Malformed | HeadError::BadFraming | HeadError::BadHost | HeadError::BadTarget => {
+                Status::BadRequest
+            }
+        }
+    }
+
+    /// A short human message for the error page.
+    pub fn message(self) -> &'static str {
+        match self {
+            HeadError::Malformed => "The request head is not valid HTTP/1.1.",
+            HeadError::TooLarge => "The request head is larger than this server accepts.",
+            HeadError::UriTooLong => "The request line is longer than this server accepts.",
+            HeadError::TooManyHeaders => "The request has more header lines than this server accepts.",
+            HeadError::Version => "Only HTTP/1.0 and HTTP/1.1 are supported.",
+            HeadError::BadFraming => "Conflicting or invalid Content-Length / Transfer-Encoding.",
+            HeadError::BadHost => "HTTP/1.1 requests need exactly one Host header.",
+            HeadError::BadTarget => "The request target is not an absolute path or URL.",
+        }
+    }
+}
+
+/// Parses one request head from the start of `buf`, using `headers` as scratch space
+/// (its length is the header-count limit).
+///
+/// `max_head` is the size limit: a partial head at least that long is an error, so the
+/// caller never needs to buffer more.
+pub fn parse<'b>(
+    buf: &'b [u8],
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
+    max_head: usize,
+) -> Result<Parsed<'b>, HeadError> {
+    let mut req = httparse::Request::new(&mut []);
+    let n = match req.parse_with_uninit_headers(buf, headers) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
+        Ok(httparse::Status::Complete(_)) => return Err(too_large(buf, max_head)),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(too_large(buf, max_head)),
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    let mut head = Head {
+        method: req.method.unwrap_or(""),
+        target: req.path.unwrap_or(""),
+        version: req.version.unwrap_or(1),
+        ..Head::default()
+    };
+    let mut hosts = 0;
+    for h in req.headers.iter() {
+        apply_header(&mut head, h, &mut hosts)?;
+    }
+    if (head.version >= 1 && hosts != 1) || hosts > 1 {
+        return Err(HeadError::BadHost);
+    }
+    Ok(Parsed::Complete(head, n))
+}
+
+fn apply_header<'b>(head: &mut Head<'b>, h: &httparse::Header<'b>, hosts: &mut u32) -> Result<(), HeadError> {
+    let name = h.name;
+    // Header values are bytes; non-UTF-8 values of headers we read count as malformed.
+    let value = |h: &httparse::Header<'b>| {
+        std::str::from_utf8(h.value)
+            .map(str::trim)
+            .map_err(|_| HeadError::Malformed)
+    };
+    if name.eq_ignore_ascii_case("host") {
+        *hosts += 1;
+        head.host = Some(value(h)?);
+    } else if name.eq_ignore_ascii_case("connection") {
+        for token in value(h)?.split(',') {
+            let token = token.trim();
+            head.conn_close |= token.eq_ignore_ascii_case("close");
+            head.conn_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+        }
+    } else if name.eq_ignore_ascii_case("content-length") {
+        let len = parse_content_length(value(h)?)?;
+        head.framing = match head.framing {
+            Some(Body::Encoded) => return Err(HeadError::BadFraming),
+            Some(Body::Length(prev)) if prev != len => return Err(HeadError::BadFraming),
+            Some(Body::None) if len != 0 => return Err(HeadError::BadFraming),
+            _ if len == 0 => Some(Body::None),
+            _ => Some(Body::Length(len)),
+        };
+    } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        if head.framing.is_some_and(|b| b != Body::Encoded) {
+            return Err(HeadError::BadFraming);
+        }
+        head.framing = Some(Body::Encoded);
+    } else {
+        let slot = match_slot(head, name);
+        if let Some(slot) = slot {
+            // A repeated header keeps its first value; list headers (If-None-Match, …)
+            // sent twice are rare and the first value is a safe reading.
+            if slot.is_none() {
+                *slot = Some(value(h)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn match_slot<'h, 'b>(head: &'h mut Head<'b>, name: &str) -> Option<&'h mut Option<&'b str>> {
+    let slot = match name.len() {
+        5 if name.eq_ignore_ascii_case("range") => &mut head.range,
+        6 if name.eq_ignore_ascii_case("accept") => &mut head.accept,
+        6 if name.eq_ignore_ascii_case("origin") => &mut head.origin,
+        7 if name.eq_ignore_ascii_case("referer") => &mut head.referer,
+        8 if name.eq_ignore_ascii_case("if-match") => &mut head.if_match,
+        8 if name.eq_ignore_ascii_case("if-range") => &mut head.if_range,
+        10 if name.eq_ignore_ascii_case("user-agent") => &mut head.user_agent,
+        13 if name.eq_ignore_ascii_case("if-none-match") => &mut head.if_none_match,
+        15 if name.eq_ignore_ascii_case("accept-encoding") => &mut head.accept_encoding,
+        17 if name.eq_ignore_ascii_case("if-modified-since") => &mut head.if_modified_since,
+        19 if name.eq_ignore_ascii_case("if-unmodified-since") => &mut head.if_unmodified_since,
+        _ => return None,
+    };
+    Some(slot)
+}
+
+/// Content-Length is 1*DIGIT (RFC 9110 §8.6); signs, spaces inside, and values that do
+/// not fit in u64 are framing errors, never a wrapped or truncated number.
+fn parse_content_length(v: &str) -> Result<u64, HeadError> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HeadError::BadFraming);
+    }
+    v.parse().map_err(|_| HeadError::BadFraming)
+}
+
+fn too_large(buf: &[u8], max_head: usize) -> HeadError {
+    let line_end = buf[..buf.len().min(max_head)].iter().position(|&b| b == b'\n');
+    if line_end.is_none() {
+        HeadError::UriTooLong
+    } else {
+        HeadError::TooLarge
+    }
+}
+
+/// httparse reports any version other than 1.0/1.1 the same way; a well-formed
+/// `HTTP/x.y` deserves 505, anything else 400.
+fn version_error(buf: &[u8]) -> HeadError {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match version.strip_prefix(b"HTTP/") {
+        Some([major, b'.', minor]) if major.is_ascii_digit() && minor.is_ascii_digit() => HeadError::Version,
+        Some([major]) if major.is_ascii_digit() => HeadError::Version,
+        _ => HeadError::Malformed,
+    }
+}
+
+/// The path and query of a request target (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// Path, still percent-encoded, starting with `/`.
+    pub path: &'a str,
+    /// Query without the `?`, if any. It never affects which file is served.
+    pub query: Option<&'a str>,
+}
+
+/// Splits origin-form (`/path?q`) and absolute-form (`http://host/path?q`) targets.
+/// Asterisk-form and authority-form are refused here (their methods get 405 earlier).
+pub fn split_target(target: &str) -> Result<Target<'_>, HeadError> {
+    let rest = if target.starts_with('/') {
+        target
+    } else {
+        let after_scheme = strip_prefix_ignore_case(target, "http://")
+            .or_else(|| strip_prefix_ignore_case(target, "https://"))
+            .ok_or(HeadError::BadTarget)?;
+        match after_scheme.find(['/', '?']) {
+            Some(i) if after_scheme.as_bytes()[i] == b'/' => &after_scheme[i..],
+            Some(i) => {
+                return Ok(Target {
+                    path: "/",
+                    query: Some(&after_scheme[i + 1..]),
+                })
+            }
+            None => "/",
+        }
+    };
+    let rest = rest.split('#').next().unwrap_or(rest);
+    Ok(match rest.split_once('?') {
+        Some((path, query)) => Target {
+            path,
+            query: Some(query),
+        },
+        None => Target {
+            path: rest,
+            query: None,
+        },
+    })
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::MAX_HEAD_BYTES;
+
+    fn parse_str(s: &str) -> Result<Option<(String, usize)>, HeadError> {
+        let mut headers = [const { MaybeUninit::uninit() }; 16];
+        match parse(s.as_bytes(), &mut headers, MAX_HEAD_BYTES)? {
+            Parsed::Complete(h, n) => Ok(Some((format!("{} {} {:?}", h.method, h.target, h.body()), n))),
+            Parsed::Partial => Ok(None),
+        }
+    }
+
+    #[test]
+    fn table() {
+        use HeadError::*;
+        let cases: &[(&str, &str, Result<bool, HeadError>)] = &[
+            ("simple_get_is_complete", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", Ok(true)),
+            ("http10_needs_no_host", "GET / HTTP/1.0\r\n\r\n", Ok(true)),
+            (
+                "bare_lf_line_ends_are_tolerated",
+                "GET / HTTP/1.1\nHost: a\n\n",
+                Ok(true),
+            ),
+            (
+                "unterminated_head_is_partial",
+                "GET / HTTP/1.1\r\nHost: a\r\n",
+                Ok(false),
+            ),
+            ("missing_host_on_11_is_400", "GET / HTTP/1.1\r\n\r\n", Err(BadHost)),
+            (
+                "two_hosts_are_400",
+                "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                Err(BadHost),
+            ),
+            ("http2_is_505", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", Err(Version)),
+            ("h2_preface_is_505", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Err(Version)),
+            ("garbage_version_is_400", "GET / HTXP/1.1\r\n\r\n", Err(Malformed)),
+            (
+                "space_in_header_name_is_400",
+                "GET / HTTP/1.1\r\nHo st: a\r\n\r\n",
+                Err(Malformed),
+            ),
+            (
+                "nul_in_target_is_400",
+                "GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n",
+                Err(Malformed),
+            ),
+            (
+                "cl_and_te_are_400",
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(BadFraming),
+            ),
+            (
+                "te_then_cl_are_400",
+                "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                Err(BadFraming),
+            ),
+            (
+                "differing_cl_is_400",
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                Err(BadFraming),
+            ),
+            (
+                "equal_duplicate_cl_is_accepted",
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+                Ok(true),
+            ),
+            (
+                "negative_cl_is_400",
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+                Err(BadFraming),
+            ),
+            (
+                "overflowing_cl_is_400",
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
+                Err(BadFraming),
+            ),
+            (
+                "cl_list_is_400",
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n",
+                Err(BadFraming),
+            ),
+        ];
+        for (name, input, want) in cases {
+            let got = parse_str(input).map(|o| o.is_some());
+            assert_eq!(&got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn complete_reports_bytes_used_so_pipelined_requests_stay_separate() {
+        let two = "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (first, n) = parse_str(two).unwrap().unwrap();
+        assert_eq!(first, "GET /a None");
+        let (second, _) = parse_str(&two[n..]).unwrap().unwrap();
+        assert_eq!(second, "GET /b None");
+    }
+
+    #[test]
+    fn body_framing_is_reported() {
+        let (h, _) = parse_str("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h, "POST / Length(5)");
+        let (h, _) = parse_str("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h, "GET / Encoded");
+        let (h, _) = parse_str("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h, "GET / None");
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let mut s = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..20 {
+            s.push_str(&format!("X-{i}: y\r\n"));
+        }
+        s.push_str("\r\n");
+        assert_eq!(parse_str(&s), Err(HeadError::TooManyHeaders));
+        assert_eq!(HeadError::TooManyHeaders.status(), Status::HeaderFieldsTooLarge);
+    }
+
+    #[test]
+    fn oversized_head_is_431_and_oversized_request_line_is_414() {
+        let mut headers = [const { MaybeUninit::uninit() }; 16];
+        let long_line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
+        assert_eq!(
+            parse(long_line.as_bytes(), &mut headers, 50).unwrap_err(),
+            HeadError::UriTooLong
+        );
+        let long_head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
+        assert_eq!(
+            parse(long_head.as_bytes(), &mut headers, 50).unwrap_err(),
+            HeadError::TooLarge
+        );
+    }
+
+    #[test]
+    fn keep_alive_defaults_follow_the_version() {
+        let mut headers = [const { MaybeUninit::uninit() }; 16];
+        let cases = [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            ("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n",
+                false,
+            ),
+        ];
+        for (input, want) in cases {
+            let Ok(Parsed::Complete(h, _)) = parse(input.as_bytes(), &mut headers, 4096) else {
+                panic!("{input}")
+            };
+            assert_eq!(h.wants_keep_alive(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn targets_split_into_path_and_query() {
+        let ok = |path, query| Ok(Target { path, query });
+        let cases = [
+            ("/a/b", ok("/a/b", None)),
+            ("/a?x=1?y", ok("/a", Some("x=1?y"))),
+            ("http://example.com/a?q", ok("/a", Some("q"))),
+            ("HTTP://example.com", ok("/", None)),
+            ("https://example.com?q", ok("/", Some("q"))),
+            ("*", Err(HeadError::BadTarget)),
+            ("example.com:443", Err(HeadError::BadTarget)),
+            ("ftp://x/a", Err(HeadError::BadTarget)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(split_target(input), want, "{input}");
+        }
+    }
+}

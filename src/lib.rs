@@ -1,0 +1,32 @@
+//! threadserve: a static-file HTTP/1.1 server on blocking I/O and a fixed pool of OS
+//! threads, with no async runtime.
+//!
+//! The HTTP core is pure: [`head`] parses request heads, [`resolve`] turns request
+//! paths into safe relative paths, [`respond`] plans responses, [`listing`] renders
+//! directories and [`wire`] serializes response heads. Sockets and files live at the
+//! edges: [`files`] opens what a path names, [`server`] runs the accept loop, the
+//! worker pool, the idle watcher and the logger/stats thread ([`stats`]).
+//!
+//! Start a server in-process:
+//! ```no_run
+//! use threadserve::{config::Config, files::Root, server::Server};
+//! let config = Config::new(Root::new(".".as_ref()).unwrap());
+//! let server = Server::bind(config).unwrap();
+//! println!("http://{}/", server.local_addr());
+//! let handle = server.handle(); // handle.shutdown() from another thread
+//! server.run().unwrap();
+//! ```
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod files;
+pub mod head;
+pub mod limits;
+pub mod listing;
+pub mod resolve;
+pub mod respond;
+pub mod server;
+pub mod stats;
+pub mod status;
+pub mod wire;

@@ -1,0 +1,52 @@
+//! Every limit threadserve enforces, in one place, each with its unit and reason.
+//!
+//! Flags default to these constants (see `config`); no other doc repeats the numbers.
+
+use std::time::Duration;
+
+/// Whole request head (request line + headers), in bytes. Larger heads get 431.
+/// 16 KiB fits any browser's cookies; nginx's default large_client_header_buffers is 4×8 KiB.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Header lines per request. More get 431. Browsers send 10–20; 100 leaves room for proxies.
+pub const MAX_HEADERS: usize = 100;
+
+/// Time a client has to send a whole request head once its first byte is awaited.
+/// Trickling one byte at a time does not extend it (slowloris).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle keep-alive connection lifetime between requests (nginx keepalive_timeout: 75 s;
+/// shorter here because an idle connection costs a file descriptor, not a thread).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time one blocking write (or sendfile chunk) may take before a slow reader is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a worker waits for more bytes of a request before it parks the connection
+/// with the idle watcher. Long enough to catch a keep-alive client's next request on a
+/// warm loopback, short enough that a silent client costs a worker almost nothing.
+pub const LINGER: Duration = Duration::from_millis(2);
+
+/// Open connections at once; beyond this, new connections get a fast 503 and close.
+/// Each costs one file descriptor and its read buffer, not a thread.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// Connections waiting for a worker. When this many are queued, new ones get 503 with
+/// Retry-After instead of waiting without bound.
+pub const QUEUE_DEPTH: usize = 1024;
+
+/// Time in-flight responses get to finish after SIGTERM/SIGINT before the process exits.
+pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Seconds a 503 tells the client to wait (`Retry-After`).
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// Access-log records buffered between workers and the logger thread. A full buffer
+/// makes workers wait (the log never drops records); 64 Ki records is ~1 s at full speed.
+pub const LOG_QUEUE: usize = 64 * 1024;
+
+/// Listen backlog: connections the kernel holds before `accept`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Read buffer allocated per connection, in bytes (grows up to [`MAX_HEAD_BYTES`]).
+pub const READ_BUF_BYTES: usize = 2 * 1024;

@@ -1,0 +1,96 @@
+//! The `threadserve` command: parse flags, bind, serve until SIGTERM/SIGINT.
+
+use clap::Parser;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+use threadserve::config::{self, Cli, Command};
+use threadserve::server::Server;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck { bind, port, path }) = &cli.command {
+        return healthcheck(bind, *port, path);
+    }
+    match serve(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("threadserve: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cli: Cli) -> Result<(), String> {
+    let config = cli.into_config().map_err(|e| e.to_string())?;
+    let threads = config.threads;
+    let root = config.root.path().display().to_string();
+    let server = Server::bind(config).map_err(|e| e.to_string())?;
+    let handle = server.handle();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("ts-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                log::info!("received signal {sig}; finishing in-flight responses");
+                handle.shutdown();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let addr = server.local_addr();
+    println!(
+        "threadserve serving {root} at http://{} with {threads} worker threads",
+        display_addr(addr)
+    );
+    let _ = std::io::stdout().flush();
+    server.run().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// `0.0.0.0:8080` is not a URL anyone can open; show a loopback URL for it.
+fn display_addr(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => format!("[::1]:{}", a.port()),
+        a => a.to_string(),
+    }
+}
+
+/// Sends `GET path` to the server and exits 0 if the status is below 500.
+fn healthcheck(bind: &str, port: Option<u16>, path: &str) -> ExitCode {
+    let check = || -> Result<u16, String> {
+        let addr = config::resolve_bind(bind, port).map_err(|e| e.to_string())?;
+        let addr: SocketAddr = display_addr(addr).parse().map_err(|e| format!("{e}"))?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| format!("{addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))
+            .map_err(|e| e.to_string())?;
+        write!(
+            s,
+            "HEAD {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut head = [0u8; 64];
+        let n = s.read(&mut head).map_err(|e| e.to_string())?;
+        let line = String::from_utf8_lossy(&head[..n]);
+        line.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("not an HTTP response: {line:?}"))
+    };
+    match check() {
+        Ok(code) if code < 500 => ExitCode::SUCCESS,
+        Ok(code) => {
+            eprintln!("threadserve healthcheck: status {code}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("threadserve healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! One client connection and its I/O steps: fill the read buffer, write bytes. No HTTP
+//! decisions here.
+
+use crate::limits::READ_BUF_BYTES;
+use crate::stats::Gauges;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Counts a connection as open for as long as it lives.
+#[derive(Debug)]
+pub struct OpenGuard(Arc<Gauges>);
+
+impl OpenGuard {
+    /// Counts one more open connection.
+    pub fn new(gauges: &Arc<Gauges>) -> OpenGuard {
+        gauges.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(Arc::clone(gauges))
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A client connection with the bytes received but not yet parsed.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket. Reads time out after the linger (set once at accept).
+    pub stream: TcpStream,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Read buffer; `data[start..end]` is unparsed input. Empty while parked idle.
+    pub data: Vec<u8>,
+    /// Start of unparsed input.
+    pub start: usize,
+    /// End of received input.
+    pub end: usize,
+    /// Deadline for the head being read, set when its first byte is awaited/arrives.
+    pub head_deadline: Option<Instant>,
+    /// When the connection last finished a response (or was accepted).
+    pub idle_since: Instant,
+    _open: OpenGuard,
+}
+
+/// How to wait for bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Block up to the socket's read timeout (the linger).
+    Linger,
+    /// Take only what is already there.
+    No,
+}
+
+impl Conn {
+    /// Wraps an accepted stream; its head deadline starts now.
+    pub fn new(stream: TcpStream, peer: SocketAddr, open: OpenGuard, head_deadline: Instant) -> Conn {
+        Conn {
+            stream,
+            peer,
+            data: Vec::new(),
+            start: 0,
+            end: 0,
+            head_deadline: Some(head_deadline),
+            idle_since: Instant::now(),
+            _open: open,
+        }
+    }
+
+    /// Marks `n` bytes of input as used.
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start >= self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Frees the read buffer if nothing is pending (an idle connection keeps only its fd).
+    pub fn shrink_if_empty(&mut self) {
+        if self.start == self.end {
+            self.data = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads more input, growing the buffer up to `max` bytes of pending input.
+    /// Returns the number of bytes read: 0 means the peer closed.
+    pub fn fill(&mut self, wait: Wait, max: usize) -> io::Result<usize> {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.data.len() {
+                let grown = (self.data.len() * 2).clamp(READ_BUF_BYTES, max.max(READ_BUF_BYTES));
+                if grown <= self.data.len() {
+                    return Err(io::Error::new(io::ErrorKind::OutOfMemory, "request head buffer full"));
+                }
+                self.data.resize(grown, 0);
+            }
+        }
+        let buf = &mut self.data[self.end..];
+        let n = match wait {
+            Wait::Linger => self.stream.read(buf)?,
+            Wait::No => recv_now_impl(&self.stream, buf)?,
+        };
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Reads what is already buffered without blocking.
+    pub fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        recv_now_impl(stream, buf)
+    }
+
+    /// Sends `bytes` without blocking, best effort (for 408/503 from threads that must
+    /// never wait on a client).
+    pub fn send_now(stream: &TcpStream, bytes: &[u8]) {
+        // SAFETY: a valid fd and a valid buffer of the given length.
+        unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            );
+        }
+    }
+}
+
+/// `recv` with `MSG_DONTWAIT`: whatever is already buffered, or `WouldBlock`.
+pub(super) fn recv_now_impl(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: a valid fd and a writable buffer of the given length.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

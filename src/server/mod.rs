@@ -1,0 +1,299 @@
+//! The engine: a blocking accept loop hands connections over a bounded channel to a
+//! fixed pool of worker threads; idle connections wait in the idle watcher; finished
+//! requests go to the logger/stats thread as records.
+//!
+//! ```text
+//! accept loop ──Conn──▶ jobs channel ──▶ N workers ──Record──▶ logger/stats
+//!                            ▲                │
+//!                            └── readable ────┴── idle ──▶ idle watcher (epoll)
+//! ```
+
+mod conn;
+mod idle;
+mod serve;
+mod worker;
+
+use crate::config::Config;
+use crate::stats::{self, Gauges, Msg, Snapshot};
+use conn::{Conn, OpenGuard};
+use crossbeam_channel::{Receiver, Sender};
+use polling::Poller;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// State every engine thread reads; the only mutable parts are atomics.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub gauges: Arc<Gauges>,
+    pub log: Sender<Msg>,
+    shutdown: AtomicBool,
+    poller: Arc<Poller>,
+    parked_tx: Sender<Conn>,
+}
+
+impl Shared {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Hands an idle connection to the idle watcher (or closes it during shutdown).
+    pub fn park(&self, mut conn: Conn) {
+        if self.is_shutting_down() {
+            return;
+        }
+        conn.shrink_if_empty();
+        if self.parked_tx.send(conn).is_ok() {
+            let _ = self.poller.notify();
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct BindError {
+    addr: SocketAddr,
+    source: io::Error,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.source.kind() {
+            io::ErrorKind::AddrInUse => write!(
+                f,
+                "cannot listen on {}: the address is already in use (try another --port)",
+                self.addr
+            ),
+            io::ErrorKind::AddrNotAvailable => {
+                write!(f, "cannot listen on {}: no local interface has that address", self.addr)
+            }
+            io::ErrorKind::PermissionDenied => write!(
+                f,
+                "cannot listen on {}: permission denied (ports below 1024 need privileges)",
+                self.addr
+            ),
+            _ => write!(f, "cannot listen on {}: {}", self.addr, self.source),
+        }
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    jobs: (Sender<Conn>, Receiver<Conn>),
+    parked_rx: Receiver<Conn>,
+    log_rx: Receiver<Msg>,
+}
+
+/// Stops a running server from another thread (signal handler, test).
+#[derive(Debug, Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    listener: Arc<TcpListener>,
+}
+
+impl Handle {
+    /// Starts a graceful shutdown: stop accepting, let in-flight responses finish
+    /// (within the grace period), close idle connections. Returns at once.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        // Shutting a listening socket down wakes a thread blocked in accept (Linux).
+        let _ = SockRef::from(&*self.listener).shutdown(std::net::Shutdown::Both);
+        let _ = self.shared.poller.notify();
+    }
+
+    /// The current counters, or `None` if the logger has stopped.
+    pub fn stats(&self) -> Option<Snapshot> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.shared.log.send(Msg::Snapshot(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+}
+
+impl Server {
+    /// Binds the listening socket.
+    pub fn bind(config: Config) -> Result<Server, BindError> {
+        let addr = config.bind;
+        let listener = listen(addr).map_err(|source| BindError { addr, source })?;
+        let poller = Arc::new(Poller::new().map_err(|source| BindError { addr, source })?);
+        // Room for every open connection plus the queue, so the idle watcher never
+        // blocks handing one back; the accept loop sheds load at `queue_depth`.
+        let jobs = crossbeam_channel::bounded(config.limits.max_connections + config.limits.queue_depth);
+        let (parked_tx, parked_rx) = crossbeam_channel::unbounded();
+        let (log_tx, log_rx) = crossbeam_channel::bounded(crate::limits::LOG_QUEUE);
+        let shared = Arc::new(Shared {
+            config,
+            gauges: Arc::new(Gauges::default()),
+            log: log_tx,
+            shutdown: AtomicBool::new(false),
+            poller,
+            parked_tx,
+        });
+        Ok(Server {
+            listener,
+            shared,
+            jobs,
+            parked_rx,
+            log_rx,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> Handle {
+        let listener = self.listener.try_clone().expect("dup of the listening socket");
+        Handle {
+            shared: Arc::clone(&self.shared),
+            listener: Arc::new(listener),
+        }
+    }
+
+    /// Serves until [`Handle::shutdown`], then drains: returns the final counters once
+    /// in-flight responses have finished or the grace period has run out.
+    pub fn run(self) -> io::Result<Snapshot> {
+        let Server {
+            listener,
+            shared,
+            jobs: (jobs_tx, jobs_rx),
+            parked_rx,
+            log_rx,
+        } = self;
+        let config = &shared.config;
+        let log_thread = {
+            let gauges = Arc::clone(&shared.gauges);
+            let format = config.log_format;
+            spawn("ts-log", move || stats::run(format, log_rx, gauges, io::stdout()))?
+        };
+        let idle_thread = {
+            let (shared, poller, jobs) = (Arc::clone(&shared), Arc::clone(&shared.poller), jobs_tx.clone());
+            spawn("ts-idle", move || idle::run(shared, poller, parked_rx, jobs))?
+        };
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+        for i in 0..config.threads {
+            let (shared, jobs, done) = (Arc::clone(&shared), jobs_rx.clone(), done_tx.clone());
+            spawn(&format!("ts-worker-{i}"), move || {
+                worker::run(&shared, &jobs);
+                drop(done);
+            })?;
+        }
+        drop((done_tx, jobs_rx));
+        accept_loop(&listener, &shared, &jobs_tx);
+        drop(jobs_tx);
+        drop(listener);
+
+        let grace = config.limits.grace_period;
+        if let Err(crossbeam_channel::RecvTimeoutError::Timeout) = done_rx.recv_timeout(grace) {
+            log::warn!(
+                "grace period of {grace:?} over with {} worker(s) still busy; exiting anyway",
+                shared.gauges.busy.load(Ordering::Relaxed)
+            );
+        }
+        let _ = idle_thread.join();
+        let _ = shared.log.send(Msg::Stop);
+        let snapshot = log_thread.join().unwrap_or_default();
+        log::info!("stopped: {}", serde_json::to_string(&snapshot).unwrap_or_default());
+        Ok(snapshot)
+    }
+}
+
+fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<thread::JoinHandle<T>> {
+    thread::Builder::new().name(name.to_string()).spawn(f)
+}
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).ok();
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(crate::limits::LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Accepts until shutdown. Errors never end the loop: running out of file descriptors
+/// backs off (and is logged at most once a second) instead of spinning.
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>) {
+    let limits = &shared.config.limits;
+    let mut last_complaint: Option<Instant> = None;
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(pair) => pair,
+            Err(_) if shared.is_shutting_down() => return,
+            Err(e) => {
+                if is_resource_exhaustion(&e) {
+                    if last_complaint.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        log::error!("accept: {e}; backing off (raise `ulimit -n` or lower --max-connections)");
+                        last_complaint = Some(Instant::now());
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+        };
+        if shared.is_shutting_down() {
+            return;
+        }
+        if shared.gauges.open.load(Ordering::Relaxed) >= limits.max_connections {
+            shed(shared, &stream, "The server is at its connection limit.");
+            continue;
+        }
+        if jobs.len() >= limits.queue_depth {
+            shed(shared, &stream, "All workers are busy.");
+            continue;
+        }
+        if let Err(e) = configure(&stream, shared) {
+            log::debug!("accept: cannot configure {peer}: {e}");
+            continue;
+        }
+        let conn = Conn::new(
+            stream,
+            peer,
+            OpenGuard::new(&shared.gauges),
+            Instant::now() + limits.head_timeout,
+        );
+        if let Err(e) = jobs.try_send(conn) {
+            shed(shared, &e.into_inner().stream, "All workers are busy.");
+        }
+    }
+}
+
+fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(shared.config.limits.linger))?;
+    stream.set_write_timeout(Some(shared.config.limits.write_timeout))
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Answers 503 with `Retry-After` without reading the request, then closes.
+fn shed(shared: &Shared, stream: &TcpStream, message: &str) {
+    shared.gauges.shed.fetch_add(1, Ordering::Relaxed);
+    let mut sink = [0u8; 4096];
+    let _ = Conn::recv_now(stream, &mut sink);
+    Conn::send_now(stream, &serve::unavailable(message));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}

@@ -1,0 +1,295 @@
+//! The logger/stats thread: the one place that owns the access log and the counters.
+//!
+//! Workers share no mutable state with it: each finished request is a [`Record`] sent
+//! over a channel. Gauges that the accept loop and workers change (open connections,
+//! busy workers) are atomics read when a snapshot is taken.
+
+use crate::clock::Civil;
+use crate::config::LogFormat;
+use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// One finished request.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// When the request head was complete.
+    pub time: SystemTime,
+    /// Client address.
+    pub peer: IpAddr,
+    /// Method (empty when the log is off, to save an allocation).
+    pub method: String,
+    /// Request target as sent (empty when the log is off).
+    pub target: String,
+    /// Minor HTTP version.
+    pub version: u8,
+    /// Status sent.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// Time from complete head to last byte written.
+    pub duration: Duration,
+    /// `Referer`.
+    pub referer: Option<String>,
+    /// `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+/// Messages to the logger/stats thread.
+#[derive(Debug)]
+pub enum Msg {
+    /// A finished request.
+    Record(Record),
+    /// Reply with a snapshot of the counters.
+    Snapshot(Sender<Snapshot>),
+    /// Flush and exit.
+    Stop,
+}
+
+/// Gauges owned by the engine, read by snapshots.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Connections open now (accepted, not yet closed).
+    pub open: AtomicUsize,
+    /// Workers handling a connection now.
+    pub busy: AtomicUsize,
+    /// Connections refused with 503 (queue full or connection limit).
+    pub shed: AtomicUsize,
+}
+
+/// The counters, as the stats endpoint reports them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Requests answered.
+    pub requests: u64,
+    /// Requests by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub status: StatusClasses,
+    /// Body bytes sent.
+    pub bytes_sent: u64,
+    /// Connections open now.
+    pub open_connections: usize,
+    /// Workers busy now.
+    pub busy_workers: usize,
+    /// Connections refused with 503 before a request was read.
+    pub shed_connections: usize,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+}
+
+/// Requests by status class.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct StatusClasses {
+    #[serde(rename = "1xx")]
+    pub c1: u64,
+    #[serde(rename = "2xx")]
+    pub c2: u64,
+    #[serde(rename = "3xx")]
+    pub c3: u64,
+    #[serde(rename = "4xx")]
+    pub c4: u64,
+    #[serde(rename = "5xx")]
+    pub c5: u64,
+}
+
+impl Snapshot {
+    fn count(&mut self, r: &Record) {
+        self.requests += 1;
+        self.bytes_sent += r.bytes;
+        match r.status / 100 {
+            1 => self.status.c1 += 1,
+            2 => self.status.c2 += 1,
+            3 => self.status.c3 += 1,
+            4 => self.status.c4 += 1,
+            _ => self.status.c5 += 1,
+        }
+    }
+}
+
+/// Runs the logger loop until [`Msg::Stop`] or every sender is gone; returns the final
+/// counters. Lines are buffered and flushed whenever the queue runs empty.
+pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, out: impl Write) -> Snapshot {
+    let started = Instant::now();
+    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
+    let mut counters = Snapshot::default();
+    let mut line = String::with_capacity(256);
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(_) => {
+                let _ = out.flush();
+                match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            }
+        };
+        match msg {
+            Msg::Record(r) => {
+                counters.count(&r);
+                line.clear();
+                match format {
+                    LogFormat::Combined => combined(&r, &mut line),
+                    LogFormat::Json => json(&r, &mut line),
+                    LogFormat::Off => continue,
+                }
+                if out.write_all(line.as_bytes()).is_err() {
+                    log::warn!("access log write failed; later lines may be lost");
+                }
+            }
+            Msg::Snapshot(reply) => {
+                let mut s = counters.clone();
+                s.open_connections = gauges.open.load(Ordering::Relaxed);
+                s.busy_workers = gauges.busy.load(Ordering::Relaxed);
+                s.shed_connections = gauges.shed.load(Ordering::Relaxed);
+                s.uptime_secs = started.elapsed().as_secs();
+                let _ = reply.send(s);
+            }
+            Msg::Stop => break,
+        }
+    }
+    let _ = out.flush();
+    counters
+}
+
+/// Appends a Combined Log Format line:
+/// `ip - - [time] "METHOD target HTTP/1.x" status bytes "referer" "user-agent"`.
+pub fn combined(r: &Record, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "{} - - [{}] \"{} {} HTTP/1.{}\" {} {} \"",
+        r.peer,
+        Civil::from_time(r.time).clf(),
+        escape_clf(&r.method),
+        escape_clf(&r.target),
+        r.version,
+        r.status,
+        r.bytes
+    );
+    out.push_str(&escape_clf(r.referer.as_deref().unwrap_or("-")));
+    out.push_str("\" \"");
+    out.push_str(&escape_clf(r.user_agent.as_deref().unwrap_or("-")));
+    out.push_str("\"\n");
+}
+
+/// Escapes `"`, `\` and control characters the way nginx does (`\xHH`), so a request
+/// cannot forge log lines.
+fn escape_clf(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b.is_ascii_control()) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c == '"' || c == '\\' || c.is_ascii_control() {
+            out.push_str(&format!("\\x{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// Appends one JSON object and a newline.
+pub fn json(r: &Record, out: &mut String) {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        time: String,
+        remote_addr: String,
+        method: &'a str,
+        target: &'a str,
+        protocol: String,
+        status: u16,
+        bytes: u64,
+        duration_ms: f64,
+        referer: Option<&'a str>,
+        user_agent: Option<&'a str>,
+    }
+    let line = Line {
+        time: Civil::from_time(r.time).rfc3339(),
+        remote_addr: r.peer.to_string(),
+        method: &r.method,
+        target: &r.target,
+        protocol: format!("HTTP/1.{}", r.version),
+        status: r.status,
+        bytes: r.bytes,
+        duration_ms: r.duration.as_secs_f64() * 1000.0,
+        referer: r.referer.as_deref(),
+        user_agent: r.user_agent.as_deref(),
+    };
+    if let Ok(s) = serde_json::to_string(&line) {
+        out.push_str(&s);
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn record() -> Record {
+        Record {
+            time: UNIX_EPOCH + Duration::from_secs(1_795_679_849),
+            peer: "127.0.0.1".parse().unwrap(),
+            method: "GET".into(),
+            target: "/a b\"c".into(),
+            version: 1,
+            status: 200,
+            bytes: 1024,
+            duration: Duration::from_micros(1500),
+            referer: None,
+            user_agent: Some("curl/8".into()),
+        }
+    }
+
+    #[test]
+    fn combined_line_matches_the_format_and_escapes_quotes() {
+        let mut s = String::new();
+        combined(&record(), &mut s);
+        assert_eq!(
+            s,
+            "127.0.0.1 - - [26/Nov/2026:07:57:29 +0000] \"GET /a b\\x22c HTTP/1.1\" 200 1024 \"-\" \"curl/8\"\n"
+        );
+    }
+
+    #[test]
+    fn json_line_is_one_valid_object() {
+        let mut s = String::new();
+        json(&record(), &mut s);
+        assert!(s.ends_with('\n') && s.matches('\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["target"], "/a b\"c");
+        assert_eq!(v["time"], "2026-11-26T07:57:29Z");
+        assert_eq!(v["duration_ms"], 1.5);
+    }
+
+    #[test]
+    fn logger_counts_by_class_and_answers_snapshots() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let gauges = Arc::new(Gauges::default());
+        gauges.open.store(3, Ordering::Relaxed);
+        for status in [200, 206, 304, 404, 500] {
+            tx.send(Msg::Record(Record { status, ..record() })).unwrap();
+        }
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        tx.send(Msg::Snapshot(reply_tx)).unwrap();
+        tx.send(Msg::Stop).unwrap();
+        let mut out = Vec::new();
+        let last = run(LogFormat::Combined, rx, gauges, &mut out);
+        let snap = reply_rx.recv().unwrap();
+        assert_eq!(snap.requests, 5);
+        assert_eq!(
+            (snap.status.c2, snap.status.c3, snap.status.c4, snap.status.c5),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(snap.open_connections, 3);
+        assert_eq!(last.bytes_sent, 5 * 1024);
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 5);
+    }
+}
