@@ -31,6 +31,8 @@ impl Drop for OpenGuard {
 /// A client connection with the bytes received but not yet parsed.
 #[derive(Debug)]
 pub struct Conn {
+    /// Declared first so it drops first: the count falls before the peer sees the close.
+    _open: OpenGuard,
     /// The socket. Reads time out after the linger (set once at accept).
     pub stream: TcpStream,
     /// Client address.
@@ -45,7 +47,6 @@ pub struct Conn {
     pub head_deadline: Option<Instant>,
     /// When the connection last finished a response (or was accepted).
     pub idle_since: Instant,
-    _open: OpenGuard,
 }
 
 /// How to wait for bytes.
@@ -61,6 +62,7 @@ impl Conn {
     /// Wraps an accepted stream; its head deadline starts now.
     pub fn new(stream: TcpStream, peer: SocketAddr, open: OpenGuard, head_deadline: Instant) -> Conn {
         Conn {
+            _open: open,
             stream,
             peer,
             data: Vec::new(),
@@ -68,7 +70,6 @@ impl Conn {
             end: 0,
             head_deadline: Some(head_deadline),
             idle_since: Instant::now(),
-            _open: open,
         }
     }
 

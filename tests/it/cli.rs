@@ -1,0 +1,242 @@
+//! The binary: flags, errors, start-up line, access log and SIGTERM.
+
+use crate::support::{read_response, write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_threadserve");
+
+/// A spawned server; its stdout (start line, access log) is read line by line.
+struct Spawned {
+    child: Child,
+    addr: String,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+fn spawn(root: &std::path::Path, args: &[&str]) -> Spawned {
+    let mut child = Command::new(BIN)
+        .arg(root)
+        .args(["--port", "0"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .expect("start line has the URL");
+    assert!(!addr.ends_with(":0"), "the start line shows the real port: {line}");
+    Spawned {
+        addr: addr.to_string(),
+        child,
+        stdout,
+    }
+}
+
+fn sigterm(child: &Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "still running {within:?} after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_download_finish_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..(24u32 << 20)).map(|i| (i % 251) as u8).collect();
+    write(dir.path(), "big.bin", &data);
+    let mut server = spawn(dir.path(), &["--log-format", "off"]);
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut r = BufReader::with_capacity(64 * 1024, s);
+    let mut first = [0u8; 1];
+    r.read_exact(&mut first).unwrap();
+    sigterm(&server.child);
+    // Read slowly enough that the download is still running after the signal.
+    let mut head = String::from("H");
+    loop {
+        let len = head.len();
+        r.read_line(&mut head).unwrap();
+        if head.len() - len <= 2 {
+            break;
+        }
+    }
+    assert!(head.contains("Content-Length: 25165824"), "{head}");
+    let mut body = Vec::with_capacity(data.len());
+    let mut chunk = vec![0u8; 1 << 20];
+    while body.len() < data.len() {
+        let n = r.read(&mut chunk).unwrap();
+        assert!(n > 0, "download cut at {} bytes", body.len());
+        body.extend_from_slice(&chunk[..n]);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(body == data, "downloaded bytes differ");
+    let status = wait_exit(&mut server.child, Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+    assert!(TcpStream::connect(&server.addr).is_err(), "still accepting after exit");
+}
+
+#[test]
+fn access_log_has_one_combined_line_per_request_and_none_lost_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"A");
+    let mut server = spawn(dir.path(), &[]);
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for i in 0..50 {
+        let path = if i % 5 == 0 { "/missing" } else { "/a.txt" };
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nUser-Agent: test \"agent\"\r\nReferer: http://r/\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut r, false).unwrap();
+    }
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
+    let lines: Vec<String> = server.stdout.lines().map(Result::unwrap).collect();
+    assert_eq!(lines.len(), 50, "{lines:?}");
+    let re_ok = |l: &str| {
+        l.starts_with("127.0.0.1 - - [")
+            && l.contains(" +0000] \"GET /")
+            && l.ends_with(" \"http://r/\" \"test \\x22agent\\x22\"")
+    };
+    assert!(lines.iter().all(|l| re_ok(l)), "{lines:?}");
+    assert_eq!(lines.iter().filter(|l| l.contains("\" 404 ")).count(), 10);
+    assert!(lines[1].contains("\"GET /a.txt HTTP/1.1\" 200 1 "), "{}", lines[1]);
+}
+
+#[test]
+fn json_access_log_lines_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"A");
+    let mut server = spawn(dir.path(), &["--log-format", "json"]);
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut sink = Vec::new();
+    s.read_to_end(&mut sink).unwrap();
+    let mut line = String::new();
+    server.stdout.read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (v["method"].as_str(), v["status"].as_u64(), v["bytes"].as_u64()),
+        (Some("GET"), Some(200), Some(1))
+    );
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
+}
+
+#[test]
+fn bad_command_lines_fail_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "file.txt", b"x");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let missing = dir.path().join("missing");
+    let file = dir.path().join("file.txt");
+    let cases: [(&str, Vec<&str>, &str); 5] = [
+        ("missing_root", vec![missing.to_str().unwrap()], "cannot serve root"),
+        ("root_is_a_file", vec![file.to_str().unwrap()], "is not a directory"),
+        (
+            "port_taken",
+            vec![dir.path().to_str().unwrap(), "--port", &taken_port],
+            "already in use",
+        ),
+        (
+            "bad_address",
+            vec![dir.path().to_str().unwrap(), "--bind", "999.1.1.1:80"],
+            "invalid --bind address",
+        ),
+        (
+            "bad_threads",
+            vec![dir.path().to_str().unwrap(), "--threads", "0"],
+            "--threads",
+        ),
+    ];
+    for (name, args, want) in cases {
+        let out = Command::new(BIN).args(&args).env_remove("RUST_LOG").output().unwrap();
+        assert!(!out.status.success(), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{name}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{name}: {stderr}"
+        );
+        if name != "bad_threads" {
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn flags_read_environment_variables_and_help_reads_well() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for flag in [
+        "--bind",
+        "--port",
+        "--threads",
+        "--log-format",
+        "--dotfiles",
+        "--follow-symlinks",
+        "--no-listing",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    assert!(help.contains("THREADSERVE_BIND") && help.contains("THREADSERVE_THREADS"));
+
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"A");
+    let mut child = Command::new(BIN)
+        .env("THREADSERVE_ROOT", dir.path())
+        .env("THREADSERVE_BIND", "127.0.0.1:0")
+        .env("THREADSERVE_THREADS", "3")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("with 3 worker threads"), "{line}");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let status = Command::new(BIN)
+        .args(["healthcheck", "--bind", &addr])
+        .status()
+        .unwrap();
+    assert!(status.success(), "healthcheck against a live server");
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+    let status = Command::new(BIN)
+        .args(["healthcheck", "--bind", &addr])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "healthcheck against a stopped server");
+}

@@ -1,0 +1,199 @@
+//! The engine: timeouts, idle connections, load shedding, panics, shrinking files.
+
+use crate::support::{closed, eventually, read_response, write, TestServer};
+use std::io::{BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+#[test]
+fn trickling_client_is_cut_off_by_the_head_deadline_without_pinning_a_worker() {
+    let server = TestServer::start(|c| {
+        c.threads = 1;
+        c.limits.head_timeout = Duration::from_secs(2);
+    });
+    let mut slow = server.connect();
+    let started = Instant::now();
+    let request = b"GET /a.txt HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut cut = false;
+    for (i, byte) in request.iter().enumerate() {
+        if slow.write_all(&[*byte]).is_err() {
+            cut = true;
+            break;
+        }
+        if i == 1 {
+            // Meanwhile the only worker is free for others.
+            let t = Instant::now();
+            assert_eq!(server.get("/a.txt").status, 200);
+            assert!(
+                t.elapsed() < Duration::from_millis(500),
+                "worker pinned by a slow client"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        cut || text.starts_with("HTTP/1.1 408 "),
+        "expected a 408 and close, got {text:?}"
+    );
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "cut off after {elapsed:?}");
+}
+
+#[test]
+fn idle_keep_alive_connections_do_not_pin_workers_and_time_out() {
+    let server = TestServer::start(|c| {
+        c.threads = 1;
+        c.limits.idle_timeout = Duration::from_millis(800);
+    });
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut s = server.connect();
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let res = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).unwrap();
+        assert_eq!(res.status, 200);
+        idle.push(s);
+    }
+    let t = Instant::now();
+    assert_eq!(server.get("/b.txt").status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "one worker, 20 idle connections: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(server.stats().open_connections, 20);
+    for s in &mut idle {
+        assert!(closed(s), "idle connection not closed after the idle timeout");
+    }
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(server.stats().open_connections, 0);
+}
+
+#[test]
+fn a_silent_new_connection_gets_408_at_the_head_deadline() {
+    let server = TestServer::start(|c| c.limits.head_timeout = Duration::from_millis(500));
+    let mut s = server.connect();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text:?}");
+}
+
+/// A file large enough that a client that does not read keeps a worker writing.
+fn big_file(server: &TestServer, name: &str, len: usize) {
+    write(&server.root(), name, &vec![b'x'; len]);
+}
+
+#[test]
+fn full_queue_sheds_load_with_503_and_retry_after() {
+    let server = TestServer::start(|c| {
+        c.threads = 1;
+        c.limits.queue_depth = 1;
+    });
+    big_file(&server, "big.bin", 64 << 20);
+    // Occupy the only worker with a download nobody reads.
+    let mut hog = server.connect();
+    hog.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.stats().busy_workers < 1 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _queued = server.connect(); // fills the queue
+    std::thread::sleep(Duration::from_millis(100));
+    let res = server.get("/a.txt");
+    assert_eq!(res.status, 503);
+    assert_eq!(res.header("retry-after"), Some("1"));
+    assert_eq!(res.header("connection"), Some("close"));
+    assert!(server.stats().shed_connections >= 1);
+}
+
+#[test]
+fn connection_limit_answers_503_fast() {
+    let server = TestServer::start(|c| c.limits.max_connections = 2);
+    let _a = server.connect();
+    let _b = server.connect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let res = server.get("/a.txt");
+    assert_eq!(res.status, 503);
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn a_panic_in_a_request_is_a_500_and_the_worker_keeps_serving() {
+    let server = TestServer::start(|c| {
+        c.threads = 1;
+        c.panic_path = Some("/boom".into());
+    });
+    let mut s = server.connect();
+    s.write_all(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let res = read_response(&mut r, false).unwrap();
+    assert_eq!(res.status, 500);
+    assert_eq!(res.header("connection"), Some("close"));
+    assert!(closed(&mut s));
+    for _ in 0..3 {
+        assert_eq!(server.get("/a.txt").status, 200, "the one worker survived");
+    }
+    eventually("one 5xx counted", || server.stats().status.c5 == 1);
+}
+
+#[test]
+fn a_file_that_shrinks_while_sent_ends_the_connection_cleanly() {
+    let server = TestServer::start(|_| {});
+    big_file(&server, "shrink.bin", 32 << 20);
+    let mut s = server.connect();
+    s.write_all(b"GET /shrink.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut first = [0u8; 4096];
+    s.read_exact(&mut first).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(server.root().join("shrink.bin"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let t = Instant::now();
+    let mut total = first.len();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(total < (32 << 20) + 4096, "got {total} bytes");
+    assert!(t.elapsed() < Duration::from_secs(5), "hung after the file shrank");
+    assert_eq!(server.get("/a.txt").status, 200);
+}
+
+#[test]
+fn shutdown_closes_idle_connections_and_returns_counters() {
+    let server = TestServer::start(|_| {});
+    let mut s = server.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_response(&mut BufReader::new(s.try_clone().unwrap()), false).unwrap();
+    let t = Instant::now();
+    let snapshot = server.stop();
+    assert!(t.elapsed() < Duration::from_secs(2), "shutdown took {:?}", t.elapsed());
+    assert_eq!(snapshot.requests, 1);
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn stats_path_reports_counters_as_json() {
+    let server = TestServer::start(|c| c.stats_path = Some("/.stats".into()));
+    server.get("/a.txt");
+    server.get("/missing");
+    eventually("two requests counted", || server.stats().requests == 2);
+    let res = server.get("/.stats");
+    assert_eq!(res.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(v["requests"], 2);
+    assert_eq!(v["status"]["2xx"], 1);
+    assert_eq!(v["status"]["4xx"], 1);
+    assert_eq!(v["busy_workers"], 1, "the worker answering counts itself");
+}

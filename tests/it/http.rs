@@ -1,0 +1,208 @@
+//! Protocol behaviour: methods, framing, versions, keep-alive, pipelining.
+
+use crate::support::{closed, eventually, read_response, TestServer};
+use std::io::{BufReader, Write};
+
+#[test]
+fn keep_alive_serves_100_sequential_requests_on_one_connection() {
+    let server = TestServer::start(|_| {});
+    let mut s = server.connect();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for i in 0..100 {
+        s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let res = read_response(&mut r, false).unwrap_or_else(|| panic!("response {i}"));
+        assert_eq!(res.status, 200);
+        assert_eq!(res.body, b"hello, world\n");
+        assert_eq!(res.header("connection"), None, "HTTP/1.1 keep-alive needs no header");
+    }
+    eventually("100 requests counted", || server.stats().requests == 100);
+}
+
+#[test]
+fn three_pipelined_requests_in_one_write_are_answered_in_order() {
+    let server = TestServer::start(|_| {});
+    let mut s = server.connect();
+    s.write_all(
+        b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /b.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /c.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    for want in [&b"A"[..], b"BB", b"CCC"] {
+        assert_eq!(read_response(&mut r, false).unwrap().body, want);
+    }
+}
+
+#[test]
+fn connection_close_is_honoured_and_announced() {
+    let server = TestServer::start(|_| {});
+    let mut s = server.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let res = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).unwrap();
+    assert_eq!(res.header("connection"), Some("close"));
+    assert!(closed(&mut s));
+}
+
+#[test]
+fn http10_closes_by_default_and_keeps_alive_on_request() {
+    let server = TestServer::start(|_| {});
+    let mut s = server.connect();
+    s.write_all(b"GET /a.txt HTTP/1.0\r\n\r\n").unwrap();
+    let res = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).unwrap();
+    assert_eq!((res.status, res.header("connection")), (200, Some("close")));
+    assert!(closed(&mut s));
+
+    let mut s = server.connect();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for _ in 0..2 {
+        s.write_all(b"GET /a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let res = read_response(&mut r, false).unwrap();
+        assert_eq!(res.header("connection"), Some("keep-alive"));
+    }
+}
+
+#[test]
+fn head_sends_the_same_headers_as_get_and_no_body() {
+    let server = TestServer::start(|_| {});
+    let get = server.get("/hello.txt");
+    let mut s = server.connect();
+    s.write_all(b"HEAD /hello.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let head = read_response(&mut BufReader::new(s.try_clone().unwrap()), true).unwrap();
+    assert!(closed(&mut s), "no body bytes may follow a HEAD response");
+    let mut a = get.headers.clone();
+    let mut b = head.headers.clone();
+    a.remove("date");
+    b.remove("date");
+    assert_eq!(a, b);
+    assert_eq!(head.header("content-length"), Some("13"));
+}
+
+#[test]
+fn other_methods_get_405_with_allow() {
+    let server = TestServer::start(|_| {});
+    for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "OPTIONS", "BREW"] {
+        let res = server.request(&format!("{method} /a.txt HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_eq!(res.status, 405, "{method}");
+        assert_eq!(res.header("allow"), Some("GET, HEAD"), "{method}");
+        assert!(res.text().contains("405 Method Not Allowed"));
+    }
+}
+
+/// Requests answered with an error and a closed connection: nothing after them on the
+/// same connection may be read as another request (smuggling).
+#[test]
+fn bad_framing_and_heads_are_answered_then_the_connection_closes() {
+    let server = TestServer::start(|c| c.limits.max_head_bytes = 4096);
+    let many_headers: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
+    let smuggled = "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n";
+    let cases: Vec<(&str, String, u16)> = vec![
+        (
+            "post_with_body",
+            format!("POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello{smuggled}"),
+            405,
+        ),
+        (
+            "get_with_body",
+            format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 34\r\n\r\n{smuggled}"),
+            413,
+        ),
+        (
+            "chunked",
+            format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+            411,
+        ),
+        (
+            "cl_and_te",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "differing_cl",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "cl_overflow",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 18446744073709551616\r\n\r\n{smuggled}"),
+            400,
+        ),
+        (
+            "http2_version",
+            format!("GET / HTTP/2.0\r\nHost: t\r\n\r\n{smuggled}"),
+            505,
+        ),
+        ("h2_preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_string(), 505),
+        (
+            "garbage",
+            "\x16\x03\x01\x02\x00\x01\x00\x01\x7f\x03\x03\r\n\r\n".to_string(),
+            400,
+        ),
+        ("missing_host", format!("GET / HTTP/1.1\r\n\r\n{smuggled}"), 400),
+        (
+            "too_many_headers",
+            format!("GET / HTTP/1.1\r\nHost: t\r\n{many_headers}\r\n"),
+            431,
+        ),
+        (
+            "huge_header",
+            format!("GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n", "a".repeat(5000)),
+            431,
+        ),
+        (
+            "huge_request_line",
+            format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(5000)),
+            414,
+        ),
+        (
+            "authority_form",
+            "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n".to_string(),
+            405,
+        ),
+    ];
+    for (name, raw, want) in cases {
+        let mut s = server.connect();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let res = read_response(&mut r, false).unwrap_or_else(|| panic!("{name}: no response"));
+        assert_eq!(res.status, want, "{name}");
+        if want != 405 || raw.contains("Content-Length") {
+            assert_eq!(res.header("connection"), Some("close"), "{name}");
+            assert!(
+                read_response(&mut r, false).is_none(),
+                "{name}: a second response was sent"
+            );
+        }
+    }
+    // The server is still fine.
+    assert_eq!(server.get("/a.txt").status, 200);
+}
+
+#[test]
+fn absolute_form_targets_are_accepted_and_queries_ignored() {
+    let server = TestServer::start(|_| {});
+    let res = server
+        .request("GET http://example.com/a.txt?x=../../etc HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
+    assert_eq!((res.status, res.text().as_str()), (200, "A"));
+    assert_eq!(server.get("/b.txt?download=1#frag").body, b"BB");
+}
+
+#[test]
+fn ureq_client_sees_standard_headers() {
+    let server = TestServer::start(|_| {});
+    let res = ureq::get(&format!("http://{}/hello.txt", server.addr)).call().unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(res.header("content-length"), Some("13"));
+    assert_eq!(res.header("accept-ranges"), Some("bytes"));
+    assert!(res.header("server").unwrap().starts_with("threadserve/"));
+    assert!(res.header("date").unwrap().ends_with(" GMT"));
+    assert!(res.header("last-modified").unwrap().ends_with(" GMT"));
+    let etag = res.header("etag").unwrap().to_string();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && !etag.starts_with("W/"),
+        "strong ETag: {etag}"
+    );
+    assert_eq!(res.into_string().unwrap(), "hello, world\n");
+}
