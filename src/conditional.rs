@@ -456,14 +456,7 @@ mod tests {
                     if_unmodified_since: Some(b),
                 };
                 let _ = evaluate(GET, &c, &validators());
-                let _ = evaluate(
-                    PUT,
-                    &Conditionals {
-                        if_match: None,
-                        ..c
-                    },
-                    &validators(),
-                );
+                let _ = evaluate(PUT, &Conditionals { if_match: None, ..c }, &validators());
                 let _ = if_range_allows(
                     a,
                     &Validators {

@@ -63,6 +63,47 @@ pub struct Cli {
     #[arg(long, env = "THREADSERVE_NO_LISTING")]
     pub no_listing: bool,
 
+    /// Serve FILE.br, FILE.zst or FILE.gz in place of FILE when the client accepts it.
+    #[arg(long, env = "THREADSERVE_PRECOMPRESSED", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub precompressed: bool,
+
+    /// Cache-Control value sent with every file (e.g. "public, max-age=3600").
+    #[arg(long, env = "THREADSERVE_CACHE_CONTROL", value_name = "VALUE")]
+    pub cache_control: Option<String>,
+
+    /// Files whose path (relative to ROOT) matches this glob get
+    /// "public, max-age=31536000, immutable" (e.g. 'assets/*', '*.woff2'). Repeatable.
+    #[arg(
+        long,
+        env = "THREADSERVE_IMMUTABLE_PATTERN",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    pub immutable_pattern: Vec<String>,
+
+    /// Page (path under ROOT) sent with status 404 for anything not found.
+    #[arg(long = "404", env = "THREADSERVE_404", value_name = "PATH")]
+    pub not_found_page: Option<String>,
+
+    /// File (path under ROOT) served with 200 for any path that matches nothing
+    /// (single-page apps).
+    #[arg(long, env = "THREADSERVE_FALLBACK", value_name = "PATH")]
+    pub fallback: Option<String>,
+
+    /// Send Access-Control-Allow-Origin: * and answer CORS preflight OPTIONS with 204.
+    #[arg(long, env = "THREADSERVE_CORS")]
+    pub cors: bool,
+
+    /// Extra response header 'Name: value' on every response. Repeatable.
+    #[arg(
+        long = "header",
+        short = 'H',
+        env = "THREADSERVE_HEADER",
+        value_name = "'NAME: VALUE'",
+        value_delimiter = '\n'
+    )]
+    pub headers: Vec<String>,
+
     /// Serve server counters as JSON at this path (e.g. /.stats); off by default.
     #[arg(long, env = "THREADSERVE_STATS_PATH", value_name = "PATH")]
     pub stats_path: Option<String>,
@@ -198,6 +239,20 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Path of the JSON counters, if enabled.
     pub stats_path: Option<String>,
+    /// Serve precompressed variants.
+    pub precompressed: bool,
+    /// Cache-Control for files not matching an immutable pattern.
+    pub cache_control: Option<String>,
+    /// Globs (over the path relative to the root) of immutable files.
+    pub immutable: Vec<glob::Pattern>,
+    /// Relative path of the custom 404 page.
+    pub not_found_page: Option<String>,
+    /// Relative path of the single-page-app fallback.
+    pub fallback: Option<String>,
+    /// CORS headers and preflight answers.
+    pub cors: bool,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
     /// Test hook: a request for exactly this path panics inside the worker.
     #[doc(hidden)]
     pub panic_path: Option<String>,
@@ -216,6 +271,13 @@ impl Config {
             listing: true,
             log_format: LogFormat::Off,
             stats_path: None,
+            precompressed: true,
+            cache_control: None,
+            immutable: Vec::new(),
+            not_found_page: None,
+            fallback: None,
+            cors: false,
+            headers: Vec::new(),
             panic_path: None,
         }
     }
@@ -295,7 +357,54 @@ impl Cli {
         config.listing = !self.no_listing;
         config.log_format = self.log_format;
         config.stats_path = self.stats_path;
+        config.precompressed = self.precompressed;
+        config.cache_control = self
+            .cache_control
+            .map(|v| header_value(&v, "--cache-control"))
+            .transpose()?;
+        config.immutable = self
+            .immutable_pattern
+            .iter()
+            .map(|g| glob::Pattern::new(g).map_err(|e| ConfigError(format!("invalid --immutable-pattern '{g}': {e}"))))
+            .collect::<Result<_, _>>()?;
+        config.not_found_page = self.not_found_page.map(|p| site_path(&p, "--404")).transpose()?;
+        config.fallback = self.fallback.map(|p| site_path(&p, "--fallback")).transpose()?;
+        config.cors = self.cors;
+        config.headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
         Ok(config)
+    }
+}
+
+/// Checks a header value has no line breaks or other control characters.
+fn header_value(v: &str, flag: &str) -> Result<String, ConfigError> {
+    if v.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(ConfigError(format!("{flag} value must not contain control characters")));
+    }
+    Ok(v.trim().to_string())
+}
+
+/// Parses `Name: value` from `--header`.
+pub fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
+    let bad = || ConfigError(format!("invalid --header '{h}': expected 'Name: value'"));
+    let (name, value) = h.split_once(':').ok_or_else(bad)?;
+    let name = name.trim();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(bad());
+    }
+    Ok((name.to_string(), header_value(value, "--header")?))
+}
+
+/// Normalises a site path like `/404.html` or `index.html` to one relative to the root.
+fn site_path(p: &str, flag: &str) -> Result<String, ConfigError> {
+    let with_slash = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    };
+    match crate::resolve::decode(&with_slash) {
+        Ok(u) if !u.rel.is_empty() => Ok(u.rel),
+        _ => Err(ConfigError(format!("{flag} '{p}' must be a file path under the root"))),
     }
 }
 
@@ -311,6 +420,20 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn header_flags_parse_and_refuse_injection() {
+        assert_eq!(
+            parse_header("X-Frame-Options: DENY").unwrap(),
+            ("X-Frame-Options".into(), "DENY".into())
+        );
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("Bad Name: v").is_err());
+        assert!(parse_header("X: a\r\nSet-Cookie: b").is_err());
+        assert_eq!(site_path("/404.html", "--404").unwrap(), "404.html");
+        assert_eq!(site_path("app/index.html", "--fallback").unwrap(), "app/index.html");
+        assert!(site_path("/../x", "--404").is_err());
     }
 
     #[test]

@@ -97,9 +97,7 @@ impl Acceptable {
     /// `exists` is only called for acceptable codings. `None` means send
     /// identity.
     pub fn first(self, mut exists: impl FnMut(Encoding) -> bool) -> Option<Encoding> {
-        preference_order()
-            .into_iter()
-            .find(|&e| self.accepts(e) && exists(e))
+        preference_order().into_iter().find(|&e| self.accepts(e) && exists(e))
     }
 }
 
@@ -312,11 +310,7 @@ mod tests {
             asked.push(e);
             false
         });
-        assert_eq!(
-            asked,
-            [Encoding::Gzip],
-            "only acceptable codings are looked up"
-        );
+        assert_eq!(asked, [Encoding::Gzip], "only acceptable codings are looked up");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! threads, with no async runtime.
 //!
 //! The HTTP core is pure: [`head`] parses request heads, [`resolve`] turns request
-//! paths into safe relative paths, [`respond`] plans responses, [`listing`] renders
+//! paths into safe relative paths, [`respond`] plans responses (with [`conditional`]
+//! requests, [`range`] requests and [`encoding`] negotiation), [`listing`] renders
 //! directories and [`wire`] serializes response heads. Sockets and files live at the
 //! edges: [`files`] opens what a path names, [`server`] runs the accept loop, the
 //! worker pool, the idle watcher and the logger/stats thread ([`stats`]).
@@ -19,11 +20,14 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod conditional;
 pub mod config;
+pub mod encoding;
 pub mod files;
 pub mod head;
 pub mod limits;
 pub mod listing;
+pub mod range;
 pub mod resolve;
 pub mod respond;
 pub mod server;

@@ -50,3 +50,8 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Read buffer allocated per connection, in bytes (grows up to [`MAX_HEAD_BYTES`]).
 pub const READ_BUF_BYTES: usize = 2 * 1024;
+
+/// Most range-specs one `Range` header may hold; with more, the header is ignored and
+/// the full file is sent (as nginx does). Stops a few header bytes from asking for many
+/// multipart parts (response amplification, CVE-2011-3192 "Apache Killer").
+pub const MAX_RANGES: usize = 16;

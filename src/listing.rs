@@ -63,6 +63,58 @@ pub fn render_html(display_path: &str, entries: &[Entry]) -> String {
     out
 }
 
+/// Whether a directory request asks for JSON: `?format=json`, or an `Accept` header
+/// that names `application/json` (with a non-zero q) and does not prefer HTML.
+pub fn wants_json(accept: Option<&str>, query: Option<&str>) -> bool {
+    if let Some(q) = query {
+        if let Some(v) = q.split('&').find_map(|kv| kv.strip_prefix("format=")) {
+            return v == "json";
+        }
+    }
+    let Some(accept) = accept else { return false };
+    let q_of = |media: &str| {
+        accept.split(',').find_map(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            if !parts.next()?.eq_ignore_ascii_case(media) {
+                return None;
+            }
+            let q = parts
+                .find_map(|p| p.strip_prefix("q="))
+                .map_or(Some(1.0), |q| q.parse::<f32>().ok());
+            Some(q.unwrap_or(0.0))
+        })
+    };
+    let json = q_of("application/json").unwrap_or(0.0);
+    json > 0.0 && json >= q_of("text/html").unwrap_or(0.0)
+}
+
+/// Renders a sorted listing as a JSON array of `{name, type, size, modified}`, where
+/// `type` is `file`, `dir` or `symlink` and `modified` is RFC 3339 UTC.
+pub fn render_json(entries: &[Entry]) -> String {
+    #[derive(serde::Serialize)]
+    struct Item<'a> {
+        name: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        size: u64,
+        modified: String,
+    }
+    let items: Vec<Item> = entries
+        .iter()
+        .map(|e| Item {
+            name: &e.name,
+            kind: match (e.symlink, e.kind) {
+                (true, _) => "symlink",
+                (false, Kind::Dir) => "dir",
+                (false, _) => "file",
+            },
+            size: e.len,
+            modified: Civil::from_time(e.mtime).rfc3339(),
+        })
+        .collect();
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +171,40 @@ mod tests {
             "{html}"
         );
         assert!(!render_html("/", &[]).contains("../"));
+    }
+
+    #[test]
+    fn json_listing_has_names_types_sizes_and_rfc3339_times() {
+        let mut link = entry("l", Kind::File, 3);
+        link.symlink = true;
+        let json = render_json(&[entry("d", Kind::Dir, 0), entry("f\"<", Kind::File, 7), link]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v[0]["type"], "dir");
+        assert_eq!(v[1]["name"], "f\"<");
+        assert_eq!(v[1]["size"], 7);
+        assert_eq!(v[1]["modified"], "2026-11-26T07:57:29Z");
+        assert_eq!(v[2]["type"], "symlink");
+    }
+
+    #[test]
+    fn json_is_chosen_by_query_or_accept() {
+        let cases = [
+            (None, Some("format=json"), true),
+            (None, Some("a=1&format=json"), true),
+            (Some("application/json"), Some("format=html"), false),
+            (Some("application/json"), None, true),
+            (
+                Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                None,
+                false,
+            ),
+            (Some("application/json;q=0.5, text/html"), None, false),
+            (Some("application/json;q=0"), None, false),
+            (None, None, false),
+        ];
+        for (accept, query, want) in cases {
+            assert_eq!(wants_json(accept, query), want, "{accept:?} {query:?}");
+        }
     }
 
     #[test]

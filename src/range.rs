@@ -26,11 +26,7 @@
 
 use std::cmp::Ordering;
 
-/// Most range-specs one `Range` header may hold; with more, the header is
-/// ignored and the full file is sent (as nginx does). Reason: stops a few
-/// header bytes from asking for many multipart parts (response amplification,
-/// CVE-2011-3192 "Apache Killer").
-pub const MAX_RANGES: usize = 16;
+pub use crate::limits::MAX_RANGES;
 
 /// One satisfiable byte range of a representation, both ends inclusive.
 ///
@@ -187,11 +183,7 @@ fn parse_specs(header: &str) -> Option<Vec<Spec>> {
     }
     let mut specs = Vec::new();
     // Empty list elements are allowed by RFC 9110 §5.6.1.2.
-    for element in set
-        .split(',')
-        .map(|e| e.trim_matches(OWS))
-        .filter(|e| !e.is_empty())
-    {
+    for element in set.split(',').map(|e| e.trim_matches(OWS)).filter(|e| !e.is_empty()) {
         if specs.len() == MAX_RANGES {
             return None;
         }
@@ -231,9 +223,10 @@ fn parse_number(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(s.bytes().fold(0u64, |n, b| {
-        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
-    }))
+    Some(
+        s.bytes()
+            .fold(0u64, |n, b| n.saturating_mul(10).saturating_add(u64::from(b - b'0'))),
+    )
 }
 
 /// Compares two strings of ASCII digits as numbers of any size.
@@ -375,9 +368,7 @@ mod tests {
         for (name, parts, content_type) in cases {
             let mut body = Vec::new();
             for part in parts.iter() {
-                body.extend_from_slice(
-                    multipart_part_head(part, len, content_type, boundary).as_bytes(),
-                );
+                body.extend_from_slice(multipart_part_head(part, len, content_type, boundary).as_bytes());
                 body.extend_from_slice(&file[part.start as usize..=part.end as usize]);
             }
             body.extend_from_slice(multipart_tail(boundary).as_bytes());
@@ -462,18 +453,12 @@ mod tests {
             match parse_range(&header, len) {
                 Satisfiable(parts) => {
                     seen[0] += 1;
-                    assert!(
-                        !parts.is_empty() && parts.len() <= MAX_RANGES,
-                        "{header:?} on {len}"
-                    );
+                    assert!(!parts.is_empty() && parts.len() <= MAX_RANGES, "{header:?} on {len}");
                     for pair in parts.windows(2) {
                         assert!(pair[0].end + 1 < pair[1].start, "{header:?} on {len}");
                     }
                     for part in &parts {
-                        assert!(
-                            part.start <= part.end && part.end < len,
-                            "{header:?} on {len}"
-                        );
+                        assert!(part.start <= part.end && part.end < len, "{header:?} on {len}");
                     }
                 }
                 Unsatisfiable => {

@@ -5,8 +5,10 @@
 //! into, and the headers of a file response. Out of scope: reading files and
 //! directories, writing bytes (see `server`).
 
+use crate::conditional::{self, Conditionals, Outcome, Validators};
 use crate::files::{Kind, Meta};
 use crate::head::{Body, Head};
+use crate::range::{self, ByteRange, RangeDecision};
 use crate::resolve::{self, UrlPath};
 use crate::status::Status;
 
@@ -16,6 +18,29 @@ pub enum Plan {
     /// The whole file, 200.
     Full {
         /// Body length.
+        len: u64,
+    },
+    /// One range of the file, 206 with `Content-Range`.
+    Partial {
+        /// The range.
+        range: ByteRange,
+        /// Length of the whole representation.
+        len: u64,
+    },
+    /// Several ranges as `multipart/byteranges`, 206.
+    Multipart {
+        /// Sorted, non-overlapping ranges.
+        ranges: Vec<ByteRange>,
+        /// Length of the whole representation.
+        len: u64,
+    },
+    /// 304: validators only, no body.
+    NotModified,
+    /// 412: a precondition (If-Match, If-Unmodified-Since) failed.
+    PreconditionFailed,
+    /// 416 with `Content-Range: bytes */len`.
+    RangeNotSatisfiable {
+        /// Length of the whole representation.
         len: u64,
     },
     /// 301 to the directory's slash form.
@@ -128,6 +153,66 @@ pub fn plan_file(url: &UrlPath, meta: &Meta) -> Plan {
         Kind::File => Plan::Full { len: meta.len },
         Kind::Other => Plan::Error(FORBIDDEN),
         Kind::Dir => Plan::Error(NOT_FOUND),
+    }
+}
+
+/// The request fields that shape a file response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileRequest<'a> {
+    /// `GET` (ranges apply) rather than `HEAD`.
+    pub is_get: bool,
+    /// If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since.
+    pub conditionals: Conditionals<'a>,
+    /// `Range`.
+    pub range: Option<&'a str>,
+    /// `If-Range`.
+    pub if_range: Option<&'a str>,
+}
+
+impl<'a> FileRequest<'a> {
+    /// Takes the fields from a parsed head.
+    pub fn from_head(head: &Head<'a>) -> FileRequest<'a> {
+        FileRequest {
+            is_get: head.method == "GET",
+            conditionals: Conditionals {
+                if_match: head.if_match,
+                if_none_match: head.if_none_match,
+                if_modified_since: head.if_modified_since,
+                if_unmodified_since: head.if_unmodified_since,
+            },
+            range: head.range,
+            if_range: head.if_range,
+        }
+    }
+}
+
+/// Plans the response for an existing regular file (GET or HEAD) of length `len`
+/// with validators `v`.
+///
+/// Order (RFC 9110 §13.2.2, then §14):
+/// 1. Preconditions, in `conditional::evaluate`'s order — If-Match, If-Unmodified-Since,
+///    If-None-Match, If-Modified-Since — may answer 412 or 304 before anything else.
+/// 2. `Range` applies to GET only (§14.2: HEAD ignores it), and only if `If-Range` is
+///    absent or matches (strong ETag, or the exact Last-Modified date).
+/// 3. An invalid `Range` or another unit is ignored (200); no satisfiable range is a
+///    416; one range a 206; several a `multipart/byteranges` 206.
+pub fn plan_representation(req: &FileRequest, len: u64, v: &Validators) -> Plan {
+    match conditional::evaluate(true, &req.conditionals, v) {
+        Outcome::Proceed => {}
+        Outcome::NotModified => return Plan::NotModified,
+        Outcome::PreconditionFailed => return Plan::PreconditionFailed,
+    }
+    let Some(header) = req.range.filter(|_| req.is_get) else {
+        return Plan::Full { len };
+    };
+    if req.if_range.is_some_and(|ir| !conditional::if_range_allows(ir, v)) {
+        return Plan::Full { len };
+    }
+    match range::parse_range(header, len) {
+        RangeDecision::Ignore => Plan::Full { len },
+        RangeDecision::Unsatisfiable => Plan::RangeNotSatisfiable { len },
+        RangeDecision::Satisfiable(ranges) if ranges.len() == 1 => Plan::Partial { range: ranges[0], len },
+        RangeDecision::Satisfiable(ranges) => Plan::Multipart { ranges, len },
     }
 }
 
@@ -255,6 +340,66 @@ mod tests {
             plan_file(&url("fifo", false), &meta(Kind::Other, 0)),
             Plan::Error(FORBIDDEN)
         );
+    }
+
+    fn validators() -> Validators {
+        Validators {
+            etag: "\"abc\"".into(),
+            last_modified: UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000),
+        }
+    }
+
+    const LM: &str = "Sun, 09 Sep 2001 01:46:40 GMT";
+    const EARLIER: &str = "Sat, 08 Sep 2001 01:46:40 GMT";
+
+    fn req(f: impl FnOnce(&mut FileRequest<'static>)) -> FileRequest<'static> {
+        let mut r = FileRequest {
+            is_get: true,
+            ..FileRequest::default()
+        };
+        f(&mut r);
+        r
+    }
+
+    /// The RFC 9110 §13.2.2 precedence, one row per rule.
+    #[test]
+    fn precedence_table() {
+        let full = Plan::Full { len: 10 };
+        let part = Plan::Partial {
+            range: ByteRange { start: 0, end: 4 },
+            len: 10,
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(&str, FileRequest<'static>, Plan)> = vec![
+            ("plain_get_is_full", req(|_| {}), full.clone()),
+            ("if_match_mismatch_is_412", req(|r| r.conditionals.if_match = Some("\"x\"")), Plan::PreconditionFailed),
+            ("if_match_star_passes", req(|r| r.conditionals.if_match = Some("*")), full.clone()),
+            ("if_match_beats_if_none_match", req(|r| { r.conditionals.if_match = Some("\"x\""); r.conditionals.if_none_match = Some("\"abc\""); }), Plan::PreconditionFailed),
+            ("if_unmodified_since_earlier_is_412", req(|r| r.conditionals.if_unmodified_since = Some(EARLIER)), Plan::PreconditionFailed),
+            ("if_unmodified_since_ignored_when_if_match_present", req(|r| { r.conditionals.if_match = Some("\"abc\""); r.conditionals.if_unmodified_since = Some(EARLIER); }), full.clone()),
+            ("if_none_match_hit_is_304", req(|r| r.conditionals.if_none_match = Some("W/\"abc\"")), Plan::NotModified),
+            ("if_none_match_miss_is_full", req(|r| r.conditionals.if_none_match = Some("\"zzz\"")), full.clone()),
+            ("if_none_match_beats_if_modified_since", req(|r| { r.conditionals.if_none_match = Some("\"zzz\""); r.conditionals.if_modified_since = Some(LM); }), full.clone()),
+            ("if_modified_since_equal_is_304", req(|r| r.conditionals.if_modified_since = Some(LM)), Plan::NotModified),
+            ("if_modified_since_earlier_is_full", req(|r| r.conditionals.if_modified_since = Some(EARLIER)), full.clone()),
+            ("invalid_if_modified_since_is_ignored", req(|r| r.conditionals.if_modified_since = Some("yesterday")), full.clone()),
+            ("304_beats_range", req(|r| { r.conditionals.if_none_match = Some("\"abc\""); r.range = Some("bytes=0-4"); }), Plan::NotModified),
+            ("range_gives_206", req(|r| r.range = Some("bytes=0-4")), part.clone()),
+            ("head_ignores_range", req(|r| { r.is_get = false; r.range = Some("bytes=0-4"); }), full.clone()),
+            ("if_range_matching_etag_allows_range", req(|r| { r.range = Some("bytes=0-4"); r.if_range = Some("\"abc\""); }), part.clone()),
+            ("if_range_other_etag_sends_full", req(|r| { r.range = Some("bytes=0-4"); r.if_range = Some("\"old\""); }), full.clone()),
+            ("if_range_weak_etag_sends_full", req(|r| { r.range = Some("bytes=0-4"); r.if_range = Some("W/\"abc\""); }), full.clone()),
+            ("if_range_exact_date_allows_range", req(|r| { r.range = Some("bytes=0-4"); r.if_range = Some(LM); }), part.clone()),
+            ("if_range_other_date_sends_full", req(|r| { r.range = Some("bytes=0-4"); r.if_range = Some(EARLIER); }), full.clone()),
+            ("invalid_range_is_ignored", req(|r| r.range = Some("bytes=5-4")), full.clone()),
+            ("other_unit_is_ignored", req(|r| r.range = Some("items=0-4")), full.clone()),
+            ("unsatisfiable_is_416", req(|r| r.range = Some("bytes=10-")), Plan::RangeNotSatisfiable { len: 10 }),
+            ("two_ranges_are_multipart", req(|r| r.range = Some("bytes=0-0,5-6")), Plan::Multipart { ranges: vec![ByteRange { start: 0, end: 0 }, ByteRange { start: 5, end: 6 }], len: 10 }),
+            ("adjacent_ranges_coalesce", req(|r| r.range = Some("bytes=1-2,3-4")), Plan::Partial { range: ByteRange { start: 1, end: 4 }, len: 10 }),
+        ];
+        for (name, r, want) in cases {
+            assert_eq!(plan_representation(&r, 10, &validators()), want, "{name}");
+        }
     }
 
     #[test]

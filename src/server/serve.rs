@@ -2,16 +2,20 @@
 //! response. The decisions come from `respond`; this file only does the I/O they need.
 
 use super::Shared;
+use crate::conditional::Validators;
+use crate::encoding::{self, Encoding};
 use crate::files::{self, Kind, Meta, OpenError};
 use crate::head::{self, Head};
 use crate::listing;
+use crate::range::{self, ByteRange};
 use crate::resolve::{self, UrlPath};
-use crate::respond::{self, Plan, Refusal, FORBIDDEN, NOT_FOUND};
+use crate::respond::{self, FileRequest, Plan, Refusal, FORBIDDEN, NOT_FOUND};
 use crate::status::Status;
 use crate::wire::{self, Connection};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
+use std::path::Path;
 
 /// What happened, for the access log and the connection loop.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +28,18 @@ pub struct Outcome {
     pub close: bool,
 }
 
+/// An opened file ready to be sent, with what the response says about it.
+struct Representation {
+    file: File,
+    meta: Meta,
+    /// Path relative to the root of the file the client asked for (for its type).
+    rel: String,
+    /// The precompressed variant being sent instead, if any.
+    encoding: Option<Encoding>,
+    /// A precompressed variant exists, so the response varies by Accept-Encoding.
+    vary: bool,
+}
+
 /// Writes the response to `head` on `stream`. `out` is the reusable head buffer;
 /// `sent` turns true once the first byte has gone out (so a panic after that point
 /// cannot be answered with a 500).
@@ -34,17 +50,17 @@ pub fn respond(
     out: &mut Vec<u8>,
     sent: &mut bool,
 ) -> io::Result<Outcome> {
-    let config = &shared.config;
     let mut res = Responder {
+        shared,
         stream,
         out,
         sent,
         head_only: head.method == "HEAD",
         http10: head.version == 0,
-        close: !head.wants_keep_alive(),
+        close: !head.wants_keep_alive() || shared.is_shutting_down(),
     };
-    if shared.is_shutting_down() {
-        res.close = true;
+    if head.method == "OPTIONS" && shared.config.cors && head.body() == head::Body::None {
+        return res.preflight();
     }
     if let Err(refusal) = respond::check_request(head) {
         return res.refuse(refusal);
@@ -53,8 +69,9 @@ pub fn respond(
         Ok(t) => t,
         Err(e) => return res.refuse(Refusal::close(e.status(), e.message())),
     };
+    let config = &shared.config;
     if config.stats_path.as_deref() == Some(target.path) {
-        return stats(shared, &mut res);
+        return res.stats();
     }
     if config.panic_path.as_deref() == Some(target.path) {
         panic!("test hook: panic_path {} requested", target.path);
@@ -64,71 +81,49 @@ pub fn respond(
         Err(e) => return res.refuse(Refusal::keep(Status::BadRequest, e.message())),
     };
     if url.hidden && !config.dotfiles {
-        return res.refuse(NOT_FOUND);
+        return res.not_found(head);
     }
     let path = config.root.join(&url.rel);
     let (file, meta) = match files::open(&config.root, &path, config.follow_symlinks) {
         Ok(pair) => pair,
-        Err(OpenError::NotFound) => return res.refuse(NOT_FOUND),
+        Err(OpenError::NotFound) => return res.not_found(head),
         Err(OpenError::Forbidden) => return res.refuse(FORBIDDEN),
     };
     if meta.kind != Kind::Dir {
         return match respond::plan_file(&url, &meta) {
-            Plan::Full { .. } => res.file(&url.rel, file, &meta),
+            Plan::Full { .. } => res.representation(head, &path, file, meta, &url.rel),
+            Plan::Error(r) if r.status == Status::NotFound => res.not_found(head),
             Plan::Error(r) => res.refuse(r),
             other => unreachable!("plan_file never plans {other:?}"),
         };
     }
     drop(file);
     let index_path = path.join("index.html");
-    let index = if url.trailing_slash {
-        files::open(&config.root, &index_path, config.follow_symlinks).ok()
-    } else {
-        None
+    let index = match url.trailing_slash {
+        true => files::open(&config.root, &index_path, config.follow_symlinks).ok(),
+        false => None,
     };
     match respond::plan_directory(&url, target.query, index.as_ref().map(|(_, m)| m), config.listing) {
         Plan::Full { .. } => {
             let (file, meta) = index.expect("plan_directory plans Full only with an index");
-            res.file("index.html", file, &meta)
+            let rel = if url.rel.is_empty() {
+                "index.html".to_string()
+            } else {
+                format!("{}/index.html", url.rel)
+            };
+            res.representation(head, &index_path, file, meta, &rel)
         }
         Plan::Redirect { location } => res.redirect(&location),
-        Plan::Listing => listing_page(shared, &mut res, &url, &path),
+        Plan::Listing => res.listing(&url, &path, listing::wants_json(head.accept, target.query)),
+        Plan::Error(r) if r.status == Status::NotFound => res.not_found(head),
         Plan::Error(r) => res.refuse(r),
-    }
-}
-
-fn listing_page(shared: &Shared, res: &mut Responder, url: &UrlPath, dir: &std::path::Path) -> io::Result<Outcome> {
-    let config = &shared.config;
-    let mut entries = match files::read_dir(&config.root, dir, config.dotfiles, config.follow_symlinks) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return res.refuse(FORBIDDEN),
-        Err(_) => return res.refuse(NOT_FOUND),
-    };
-    listing::sort(&mut entries);
-    let display = if url.rel.is_empty() {
-        "/".to_string()
-    } else {
-        format!("/{}/", url.rel)
-    };
-    let body = listing::render_html(&display, &entries);
-    res.small(Status::Ok, "text/html; charset=utf-8", body.as_bytes(), &[])
-}
-
-fn stats(shared: &Shared, res: &mut Responder) -> io::Result<Outcome> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let snapshot = shared
-        .log
-        .send(crate::stats::Msg::Snapshot(tx))
-        .ok()
-        .and_then(|()| rx.recv_timeout(std::time::Duration::from_secs(2)).ok());
-    match snapshot.and_then(|s| serde_json::to_vec_pretty(&s).ok()) {
-        Some(body) => res.small(Status::Ok, "application/json", &body, &[("Cache-Control", "no-store")]),
-        None => res.refuse(Refusal::keep(Status::ServiceUnavailable, "Counters are not available.")),
+        other => unreachable!("plan_directory never plans {other:?}"),
     }
 }
 
 /// Writes responses for one request.
 struct Responder<'a> {
+    shared: &'a Shared,
     stream: &'a mut TcpStream,
     out: &'a mut Vec<u8>,
     sent: &'a mut bool,
@@ -138,12 +133,27 @@ struct Responder<'a> {
 }
 
 impl Responder<'_> {
-    fn connection(&self) -> Connection {
-        match (self.close, self.http10) {
+    /// Starts a head in `out`.
+    fn begin(&mut self, status: Status) {
+        self.out.clear();
+        wire::start(self.out, status);
+    }
+
+    /// Ends the head: configured extra headers, CORS, `Connection`, blank line.
+    fn end_head(&mut self) {
+        let config = &self.shared.config;
+        if config.cors {
+            wire::header(self.out, "Access-Control-Allow-Origin", "*");
+        }
+        for (name, value) in &config.headers {
+            wire::header(self.out, name, value);
+        }
+        let conn = match (self.close, self.http10) {
             (true, _) => Connection::Close,
             (false, true) => Connection::KeepAlive10,
             (false, false) => Connection::KeepAlive,
-        }
+        };
+        wire::finish(self.out, conn);
     }
 
     fn write_out(&mut self) -> io::Result<()> {
@@ -167,14 +177,13 @@ impl Responder<'_> {
         body: &[u8],
         extra: &[(&str, &str)],
     ) -> io::Result<Outcome> {
-        self.out.clear();
-        wire::start(self.out, status);
+        self.begin(status);
         wire::header(self.out, "Content-Type", content_type);
         wire::header_num(self.out, "Content-Length", body.len() as u64);
         for (name, value) in extra {
             wire::header(self.out, name, value);
         }
-        wire::finish(self.out, self.connection());
+        self.end_head();
         let sent = if self.head_only || !status.has_body() {
             0
         } else {
@@ -186,14 +195,19 @@ impl Responder<'_> {
     }
 
     fn refuse(&mut self, r: Refusal) -> io::Result<Outcome> {
+        self.refuse_with(r, &[])
+    }
+
+    fn refuse_with(&mut self, r: Refusal, extra: &[(&str, &str)]) -> io::Result<Outcome> {
         self.close |= r.close;
         let page = wire::error_page(r.status, r.message);
-        let allow: &[(&str, &str)] = if r.status == Status::MethodNotAllowed {
-            &[("Allow", "GET, HEAD")]
-        } else {
-            &[]
+        let allow: &[(&str, &str)] = match (r.status, self.shared.config.cors) {
+            (Status::MethodNotAllowed, false) => &[("Allow", "GET, HEAD")],
+            (Status::MethodNotAllowed, true) => &[("Allow", "GET, HEAD, OPTIONS")],
+            _ => &[],
         };
-        self.small(r.status, "text/html; charset=utf-8", page.as_bytes(), allow)
+        let headers: Vec<(&str, &str)> = allow.iter().chain(extra).copied().collect();
+        self.small(r.status, "text/html; charset=utf-8", page.as_bytes(), &headers)
     }
 
     fn redirect(&mut self, location: &str) -> io::Result<Outcome> {
@@ -206,37 +220,305 @@ impl Responder<'_> {
         )
     }
 
-    /// A whole file: head in one write, then the body with `io::copy` (sendfile).
-    fn file(&mut self, rel: &str, file: File, meta: &Meta) -> io::Result<Outcome> {
-        let (mime, text) = respond::content_type(rel);
-        self.out.clear();
-        wire::start(self.out, Status::Ok);
-        if text {
-            let mut ct = String::with_capacity(mime.len() + 15);
-            ct.push_str(mime);
-            ct.push_str("; charset=utf-8");
-            wire::header(self.out, "Content-Type", &ct);
-        } else {
-            wire::header(self.out, "Content-Type", mime);
-        }
-        wire::header_num(self.out, "Content-Length", meta.len);
-        wire::header_date(self.out, "Last-Modified", meta.mtime);
-        wire::header(self.out, "ETag", &meta.etag());
-        wire::header(self.out, "Accept-Ranges", "bytes");
-        wire::finish(self.out, self.connection());
+    /// 204 answer to a CORS preflight.
+    fn preflight(&mut self) -> io::Result<Outcome> {
+        self.begin(Status::NoContent);
+        wire::header(self.out, "Allow", "GET, HEAD, OPTIONS");
+        wire::header(self.out, "Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+        wire::header(
+            self.out,
+            "Access-Control-Allow-Headers",
+            "Range, If-Range, If-None-Match, If-Modified-Since, If-Match, If-Unmodified-Since, Accept, Accept-Encoding",
+        );
+        wire::header(self.out, "Access-Control-Max-Age", "86400");
+        self.end_head();
         self.write_out()?;
-        if self.head_only {
-            return self.outcome(Status::Ok, 0);
+        self.outcome(Status::NoContent, 0)
+    }
+
+    /// Nothing matched: the `--fallback` file (200), the `--404` page, or the default.
+    fn not_found(&mut self, head: &Head) -> io::Result<Outcome> {
+        let config = &self.shared.config;
+        if let Some(rel) = &config.fallback {
+            let path = config.root.join(rel);
+            if let Ok((file, meta)) = files::open(&config.root, &path, config.follow_symlinks) {
+                if meta.kind == Kind::File {
+                    return self.representation(head, &path, file, meta, rel);
+                }
+            }
         }
-        let copied = io::copy(&mut file.take(meta.len), self.stream)?;
-        if copied < meta.len {
-            // The file shrank while being sent: the promised length cannot be kept, so
-            // the connection must end here.
-            log::warn!("{rel}: file shrank while being sent ({copied} of {} bytes)", meta.len);
+        if let Some(rel) = &config.not_found_page {
+            if let Ok((file, meta)) = files::open(&config.root, &config.root.join(rel), config.follow_symlinks) {
+                if meta.kind == Kind::File {
+                    return self.page(Status::NotFound, rel, file, meta.len);
+                }
+            }
+        }
+        self.refuse(NOT_FOUND)
+    }
+
+    /// A file sent whole with a fixed status (custom error pages): no validators.
+    fn page(&mut self, status: Status, rel: &str, file: File, len: u64) -> io::Result<Outcome> {
+        self.begin(status);
+        content_type_header(self.out, rel);
+        wire::header_num(self.out, "Content-Length", len);
+        self.end_head();
+        self.write_out()?;
+        let sent = if self.head_only { 0 } else { self.body(&file, 0, len)? };
+        self.outcome(status, sent)
+    }
+
+    fn stats(&mut self) -> io::Result<Outcome> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let snapshot = (self.shared.log)
+            .send(crate::stats::Msg::Snapshot(tx))
+            .ok()
+            .and_then(|()| rx.recv_timeout(std::time::Duration::from_secs(2)).ok());
+        match snapshot.and_then(|s| serde_json::to_vec_pretty(&s).ok()) {
+            Some(body) => self.small(Status::Ok, "application/json", &body, &[("Cache-Control", "no-store")]),
+            None => self.refuse(Refusal::keep(Status::ServiceUnavailable, "Counters are not available.")),
+        }
+    }
+
+    fn listing(&mut self, url: &UrlPath, dir: &Path, json: bool) -> io::Result<Outcome> {
+        let config = &self.shared.config;
+        let mut entries = match files::read_dir(&config.root, dir, config.dotfiles, config.follow_symlinks) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return self.refuse(FORBIDDEN),
+            Err(_) => return self.refuse(NOT_FOUND),
+        };
+        listing::sort(&mut entries);
+        let vary = [("Vary", "Accept")];
+        if json {
+            return self.small(
+                Status::Ok,
+                "application/json",
+                listing::render_json(&entries).as_bytes(),
+                &vary,
+            );
+        }
+        let display = if url.rel.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/{}/", url.rel)
+        };
+        let body = listing::render_html(&display, &entries);
+        self.small(Status::Ok, "text/html; charset=utf-8", body.as_bytes(), &vary)
+    }
+
+    /// Picks the precompressed variant (if any) and sends the file as planned by
+    /// `respond::plan_representation`.
+    fn representation(&mut self, head: &Head, path: &Path, file: File, meta: Meta, rel: &str) -> io::Result<Outcome> {
+        let mut rep = Representation {
+            file,
+            meta,
+            rel: rel.to_string(),
+            encoding: None,
+            vary: false,
+        };
+        if self.shared.config.precompressed {
+            self.negotiate(head, path, &mut rep);
+        }
+        if rep.encoding.is_none() && rep.vary && encoding::identity_refused(head.accept_encoding) {
+            let msg = "No acceptable encoding of this file exists.";
+            return self.refuse_with(
+                Refusal::keep(Status::NotAcceptable, msg),
+                &[("Vary", "Accept-Encoding")],
+            );
+        }
+        let mut etag = rep.meta.etag();
+        if let Some(enc) = rep.encoding {
+            // A distinct strong validator per encoding (RFC 9110 §8.8.3).
+            etag.insert_str(etag.len() - 1, &format!("-{}", enc.token()));
+        }
+        let validators = Validators {
+            etag,
+            last_modified: rep.meta.mtime,
+        };
+        match respond::plan_representation(&FileRequest::from_head(head), rep.meta.len, &validators) {
+            Plan::Full { len } => self.full(&rep, &validators, len),
+            Plan::Partial { range, len } => self.partial(&rep, &validators, range, len),
+            Plan::Multipart { ranges, len } => self.multipart(&rep, &validators, &ranges, len),
+            Plan::NotModified => {
+                self.begin(Status::NotModified);
+                self.validator_headers(&rep, &validators);
+                self.end_head();
+                self.write_out()?;
+                self.outcome(Status::NotModified, 0)
+            }
+            Plan::PreconditionFailed => {
+                self.refuse(Refusal::keep(Status::PreconditionFailed, "A precondition failed."))
+            }
+            Plan::RangeNotSatisfiable { len } => {
+                let cr = range::content_range_unsatisfied(len);
+                let msg = "The requested range is not satisfiable.";
+                self.refuse_with(
+                    Refusal::keep(Status::RangeNotSatisfiable, msg),
+                    &[("Content-Range", &cr)],
+                )
+            }
+            other => unreachable!("plan_representation never plans {other:?}"),
+        }
+    }
+
+    /// Looks for `FILE.br`, `FILE.zst`, `FILE.gz` in that order; takes the first the
+    /// client accepts, and notes whether any exists (for `Vary`).
+    fn negotiate(&self, head: &Head, path: &Path, rep: &mut Representation) {
+        let config = &self.shared.config;
+        let accepted = encoding::acceptable(head.accept_encoding);
+        for enc in encoding::preference_order() {
+            let mut variant = path.as_os_str().to_owned();
+            variant.push(enc.ext());
+            let variant = Path::new(&variant);
+            if accepted.accepts(enc) {
+                if let Ok((file, meta)) = files::open(&config.root, variant, config.follow_symlinks) {
+                    if meta.kind == Kind::File {
+                        *rep = Representation {
+                            file,
+                            meta,
+                            encoding: Some(enc),
+                            vary: true,
+                            rel: std::mem::take(&mut rep.rel),
+                        };
+                        return;
+                    }
+                }
+            } else if !rep.vary {
+                rep.vary = std::fs::metadata(variant).is_ok_and(|m| m.is_file());
+            }
+        }
+    }
+
+    /// Headers describing the representation, shared by 200, 206 and 304.
+    fn validator_headers(&mut self, rep: &Representation, v: &Validators) {
+        wire::header_date(self.out, "Last-Modified", v.last_modified);
+        wire::header(self.out, "ETag", &v.etag);
+        let config = &self.shared.config;
+        let cache = if config.immutable.iter().any(|p| p.matches(&rep.rel)) {
+            Some("public, max-age=31536000, immutable")
+        } else {
+            config.cache_control.as_deref()
+        };
+        if let Some(cc) = cache {
+            wire::header(self.out, "Cache-Control", cc);
+        }
+        if rep.vary {
+            wire::header(self.out, "Vary", "Accept-Encoding");
+        }
+    }
+
+    fn entity_headers(&mut self, rep: &Representation, v: &Validators) {
+        self.validator_headers(rep, v);
+        wire::header(self.out, "Accept-Ranges", "bytes");
+        if let Some(enc) = rep.encoding {
+            wire::header(self.out, "Content-Encoding", enc.token());
+        }
+    }
+
+    /// 200: head in one write, then the body with `io::copy` (sendfile).
+    fn full(&mut self, rep: &Representation, v: &Validators, len: u64) -> io::Result<Outcome> {
+        self.begin(Status::Ok);
+        content_type_header(self.out, &rep.rel);
+        wire::header_num(self.out, "Content-Length", len);
+        self.entity_headers(rep, v);
+        self.end_head();
+        self.write_out()?;
+        let sent = if self.head_only {
+            0
+        } else {
+            self.body(&rep.file, 0, len)?
+        };
+        self.outcome(Status::Ok, sent)
+    }
+
+    fn partial(&mut self, rep: &Representation, v: &Validators, r: ByteRange, len: u64) -> io::Result<Outcome> {
+        self.begin(Status::PartialContent);
+        content_type_header(self.out, &rep.rel);
+        wire::header_num(self.out, "Content-Length", r.len());
+        wire::header(self.out, "Content-Range", &range::content_range(&r, len));
+        self.entity_headers(rep, v);
+        self.end_head();
+        self.write_out()?;
+        let sent = self.body(&rep.file, r.start, r.len())?;
+        self.outcome(Status::PartialContent, sent)
+    }
+
+    fn multipart(
+        &mut self,
+        rep: &Representation,
+        v: &Validators,
+        ranges: &[ByteRange],
+        len: u64,
+    ) -> io::Result<Outcome> {
+        let boundary = boundary();
+        let (mime, text) = respond::content_type(&rep.rel);
+        let part_type = if text {
+            format!("{mime}; charset=utf-8")
+        } else {
+            mime.to_string()
+        };
+        self.begin(Status::PartialContent);
+        wire::header(
+            self.out,
+            "Content-Type",
+            &format!("multipart/byteranges; boundary={boundary}"),
+        );
+        wire::header_num(
+            self.out,
+            "Content-Length",
+            range::multipart_len(ranges, len, &part_type, &boundary),
+        );
+        self.entity_headers(rep, v);
+        self.end_head();
+        self.write_out()?;
+        let mut sent = 0;
+        for r in ranges {
+            let part = range::multipart_part_head(r, len, &part_type, &boundary);
+            self.stream.write_all(part.as_bytes())?;
+            sent += part.len() as u64 + self.body(&rep.file, r.start, r.len())?;
+            if self.close {
+                return self.outcome(Status::PartialContent, sent);
+            }
+        }
+        let tail = range::multipart_tail(&boundary);
+        self.stream.write_all(tail.as_bytes())?;
+        self.outcome(Status::PartialContent, sent + tail.len() as u64)
+    }
+
+    /// Sends `len` bytes of `file` from `start` with `io::copy` (sendfile on Linux).
+    /// A file that shrank mid-send cannot keep the promised length: the connection
+    /// is marked to close, and the short count returned.
+    fn body(&mut self, mut file: &File, start: u64, len: u64) -> io::Result<u64> {
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))?;
+        }
+        let copied = io::copy(&mut file.take(len), self.stream)?;
+        if copied < len {
+            log::warn!("file shrank while being sent ({copied} of {len} bytes); closing the connection");
             self.close = true;
         }
-        self.outcome(Status::Ok, copied)
+        Ok(copied)
     }
+}
+
+/// `Content-Type` for a path, with `charset=utf-8` on text types.
+fn content_type_header(out: &mut Vec<u8>, rel: &str) {
+    let (mime, text) = respond::content_type(rel);
+    if text {
+        wire::header(out, "Content-Type", &format!("{mime}; charset=utf-8"));
+    } else {
+        wire::header(out, "Content-Type", mime);
+    }
+}
+
+/// A multipart boundary from std's per-process random hash keys plus a counter.
+fn boundary() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("threadserve-{:016x}", h.finish())
 }
 
 /// A complete error response (head and page) that closes the connection, for threads
