@@ -475,8 +475,9 @@ impl Responder<'_> {
         for r in ranges {
             let part = range::multipart_part_head(r, len, &part_type, &boundary);
             self.stream.write_all(part.as_bytes())?;
-            sent += part.len() as u64 + self.body(&rep.file, r.start, r.len())?;
-            if self.close {
+            let copied = self.body(&rep.file, r.start, r.len())?;
+            sent += part.len() as u64 + copied;
+            if copied < r.len() {
                 return self.outcome(Status::PartialContent, sent);
             }
         }

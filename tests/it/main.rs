@@ -4,4 +4,5 @@ mod cli;
 mod engine;
 mod files;
 mod http;
+mod semantics;
 mod support;
