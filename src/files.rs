@@ -1,11 +1,12 @@
 //! The filesystem edge: opening a decoded path under the root, enforcing the symlink
 //! policy, and turning `fs::Metadata` into the plain [`Meta`] the HTTP core plans with.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +117,82 @@ impl From<io::Error> for OpenError {
     }
 }
 
+/// What a worker remembers about one path: the file it last checked there (inside the
+/// root) and, once looked up, which precompressed variants exist. Owned by one worker.
+#[derive(Debug, Default)]
+pub struct MetaCache {
+    entries: HashMap<String, Cached>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    meta: Meta,
+    checked: Instant,
+    variants: Option<[bool; 3]>,
+}
+
+impl MetaCache {
+    /// An empty cache.
+    pub fn new() -> MetaCache {
+        MetaCache::default()
+    }
+
+    /// The entry for `key` if it was checked less than [`crate::limits::META_CACHE_TTL`]
+    /// ago and describes the same file (inode, size, mtime) as `meta`.
+    fn fresh(&mut self, key: &str, meta: &Meta) -> Option<&mut Cached> {
+        let c = self.entries.get_mut(key)?;
+        let same = c.meta == *meta && c.checked.elapsed() < crate::limits::META_CACHE_TTL;
+        same.then_some(c)
+    }
+
+    fn insert(&mut self, key: &str, meta: Meta) {
+        if self.entries.len() >= crate::limits::META_CACHE_ENTRIES {
+            self.entries.clear();
+        }
+        self.entries.insert(
+            key.to_string(),
+            Cached {
+                meta,
+                checked: Instant::now(),
+                variants: None,
+            },
+        );
+    }
+
+    /// Which variants (in `encoding::preference_order`) exist for `key`, if known.
+    pub fn variants(&mut self, key: &str, meta: &Meta) -> Option<[bool; 3]> {
+        self.fresh(key, meta)?.variants
+    }
+
+    /// Records which variants exist for `key`.
+    pub fn set_variants(&mut self, key: &str, meta: &Meta, variants: [bool; 3]) {
+        if let Some(c) = self.fresh(key, meta) {
+            c.variants = Some(variants);
+        }
+    }
+}
+
+/// [`open`] through a worker's [`MetaCache`]: a path checked recently and still naming
+/// the same file (inode, size, mtime) skips the real-path check. The file opened is
+/// then the very file that was checked, so this cannot serve anything outside the root.
+pub fn open_cached(
+    root: &Root,
+    path: &Path,
+    key: &str,
+    follow_symlinks: bool,
+    cache: &mut MetaCache,
+) -> Result<(File, Meta), OpenError> {
+    let (file, meta) = open(root, path, true)?;
+    if follow_symlinks || cache.fresh(key, &meta).is_some() {
+        return Ok((file, meta));
+    }
+    if !root.contains(&real_path(&file, path)?) {
+        return Err(OpenError::NotFound);
+    }
+    cache.insert(key, meta);
+    Ok((file, meta))
+}
+
 /// Opens `path` (under `root`) read-only and returns the handle with its metadata.
 ///
 /// `O_NONBLOCK` keeps a FIFO swapped in for a file from blocking the worker (it has no
@@ -211,6 +288,26 @@ mod tests {
                 assert_ne!(a, b);
             }
         }
+    }
+
+    #[test]
+    fn cache_trusts_only_the_same_file_within_the_ttl() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let meta = Meta::new(10, t, 7, Kind::File);
+        let mut cache = MetaCache::new();
+        assert!(cache.fresh("a", &meta).is_none());
+        cache.insert("a", meta);
+        assert!(cache.fresh("a", &meta).is_some());
+        assert!(
+            cache.fresh("a", &Meta { ino: 8, ..meta }).is_none(),
+            "a replaced file is checked again"
+        );
+        assert!(cache.fresh("a", &Meta { len: 11, ..meta }).is_none());
+        assert_eq!(cache.variants("a", &meta), None);
+        cache.set_variants("a", &meta, [false, false, true]);
+        assert_eq!(cache.variants("a", &meta), Some([false, false, true]));
+        cache.entries.get_mut("a").unwrap().checked -= crate::limits::META_CACHE_TTL;
+        assert!(cache.fresh("a", &meta).is_none(), "stale after the TTL");
     }
 
     #[test]

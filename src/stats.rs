@@ -42,8 +42,8 @@ pub struct Record {
 /// Messages to the logger/stats thread.
 #[derive(Debug)]
 pub enum Msg {
-    /// A finished request.
-    Record(Record),
+    /// Finished requests, batched by a worker.
+    Records(Vec<Record>),
     /// Reply with a snapshot of the counters.
     Snapshot(Sender<Snapshot>),
     /// Flush and exit.
@@ -129,16 +129,18 @@ pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, out: impl 
             }
         };
         match msg {
-            Msg::Record(r) => {
-                counters.count(&r);
-                line.clear();
-                match format {
-                    LogFormat::Combined => combined(&r, &mut line),
-                    LogFormat::Json => json(&r, &mut line),
-                    LogFormat::Off => continue,
-                }
-                if out.write_all(line.as_bytes()).is_err() {
-                    log::warn!("access log write failed; later lines may be lost");
+            Msg::Records(batch) => {
+                for r in &batch {
+                    counters.count(r);
+                    line.clear();
+                    match format {
+                        LogFormat::Combined => combined(r, &mut line),
+                        LogFormat::Json => json(r, &mut line),
+                        LogFormat::Off => continue,
+                    }
+                    if out.write_all(line.as_bytes()).is_err() {
+                        log::warn!("access log write failed; later lines may be lost");
+                    }
                 }
             }
             Msg::Snapshot(reply) => {
@@ -274,9 +276,8 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let gauges = Arc::new(Gauges::default());
         gauges.open.store(3, Ordering::Relaxed);
-        for status in [200, 206, 304, 404, 500] {
-            tx.send(Msg::Record(Record { status, ..record() })).unwrap();
-        }
+        let batch = [200, 206, 304, 404, 500].map(|status| Record { status, ..record() });
+        tx.send(Msg::Records(batch.to_vec())).unwrap();
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         tx.send(Msg::Snapshot(reply_tx)).unwrap();
         tx.send(Msg::Stop).unwrap();

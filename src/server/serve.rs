@@ -4,8 +4,9 @@
 use super::Shared;
 use crate::conditional::Validators;
 use crate::encoding::{self, Encoding};
-use crate::files::{self, Kind, Meta, OpenError};
+use crate::files::{self, Kind, Meta, MetaCache, OpenError};
 use crate::head::{self, Head};
+use crate::limits::INLINE_BODY_MAX;
 use crate::listing;
 use crate::range::{self, ByteRange};
 use crate::resolve::{self, UrlPath};
@@ -40,20 +41,27 @@ struct Representation {
     vary: bool,
 }
 
-/// Writes the response to `head` on `stream`. `out` is the reusable head buffer;
-/// `sent` turns true once the first byte has gone out (so a panic after that point
-/// cannot be answered with a 500).
+/// A worker's reusable state: the response-head buffer and its metadata cache.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    out: Vec<u8>,
+    cache: MetaCache,
+}
+
+/// Writes the response to `head` on `stream`. `sent` turns true once the first byte
+/// has gone out (so a panic after that point cannot be answered with a 500).
 pub fn respond(
     shared: &Shared,
     stream: &mut TcpStream,
     head: &Head,
-    out: &mut Vec<u8>,
+    scratch: &mut Scratch,
     sent: &mut bool,
 ) -> io::Result<Outcome> {
     let mut res = Responder {
         shared,
         stream,
-        out,
+        out: &mut scratch.out,
+        cache: &mut scratch.cache,
         sent,
         head_only: head.method == "HEAD",
         http10: head.version == 0,
@@ -84,7 +92,7 @@ pub fn respond(
         return res.not_found(head);
     }
     let path = config.root.join(&url.rel);
-    let (file, meta) = match files::open(&config.root, &path, config.follow_symlinks) {
+    let (file, meta) = match res.open(&path, &url.rel) {
         Ok(pair) => pair,
         Err(OpenError::NotFound) => return res.not_found(head),
         Err(OpenError::Forbidden) => return res.refuse(FORBIDDEN),
@@ -99,8 +107,13 @@ pub fn respond(
     }
     drop(file);
     let index_path = path.join("index.html");
+    let index_rel = if url.rel.is_empty() {
+        "index.html".to_string()
+    } else {
+        format!("{}/index.html", url.rel)
+    };
     let index = match url.trailing_slash {
-        true => files::open(&config.root, &index_path, config.follow_symlinks).ok(),
+        true => res.open(&index_path, &index_rel).ok(),
         false => None,
     };
     match respond::plan_directory(&url, target.query, index.as_ref().map(|(_, m)| m), config.listing) {
@@ -126,6 +139,7 @@ struct Responder<'a> {
     shared: &'a Shared,
     stream: &'a mut TcpStream,
     out: &'a mut Vec<u8>,
+    cache: &'a mut MetaCache,
     sent: &'a mut bool,
     head_only: bool,
     http10: bool,
@@ -133,6 +147,12 @@ struct Responder<'a> {
 }
 
 impl Responder<'_> {
+    /// Opens a path under the root through the worker's metadata cache.
+    fn open(&mut self, path: &Path, rel: &str) -> Result<(File, Meta), OpenError> {
+        let config = &self.shared.config;
+        files::open_cached(&config.root, path, rel, config.follow_symlinks, self.cache)
+    }
+
     /// Starts a head in `out`.
     fn begin(&mut self, status: Status) {
         self.out.clear();
@@ -241,14 +261,14 @@ impl Responder<'_> {
         let config = &self.shared.config;
         if let Some(rel) = &config.fallback {
             let path = config.root.join(rel);
-            if let Ok((file, meta)) = files::open(&config.root, &path, config.follow_symlinks) {
+            if let Ok((file, meta)) = self.open(&path, rel) {
                 if meta.kind == Kind::File {
                     return self.representation(head, &path, file, meta, rel);
                 }
             }
         }
         if let Some(rel) = &config.not_found_page {
-            if let Ok((file, meta)) = files::open(&config.root, &config.root.join(rel), config.follow_symlinks) {
+            if let Ok((file, meta)) = self.open(&config.root.join(rel), rel) {
                 if meta.kind == Kind::File {
                     return self.page(Status::NotFound, rel, file, meta.len);
                 }
@@ -362,29 +382,38 @@ impl Responder<'_> {
     }
 
     /// Looks for `FILE.br`, `FILE.zst`, `FILE.gz` in that order; takes the first the
-    /// client accepts, and notes whether any exists (for `Vary`).
-    fn negotiate(&self, head: &Head, path: &Path, rep: &mut Representation) {
-        let config = &self.shared.config;
+    /// client accepts, and notes whether any exists (for `Vary`). What exists is
+    /// remembered in the worker's metadata cache, so most requests stat nothing here.
+    fn negotiate(&mut self, head: &Head, path: &Path, rep: &mut Representation) {
+        let variant_path = |enc: Encoding| {
+            let mut v = path.as_os_str().to_owned();
+            v.push(enc.ext());
+            std::path::PathBuf::from(v)
+        };
+        let order = encoding::preference_order();
+        let exists = match self.cache.variants(&rep.rel, &rep.meta) {
+            Some(known) => known,
+            None => {
+                let found = order.map(|enc| std::fs::metadata(variant_path(enc)).is_ok_and(|m| m.is_file()));
+                self.cache.set_variants(&rep.rel, &rep.meta, found);
+                found
+            }
+        };
+        rep.vary = exists.contains(&true);
         let accepted = encoding::acceptable(head.accept_encoding);
-        for enc in encoding::preference_order() {
-            let mut variant = path.as_os_str().to_owned();
-            variant.push(enc.ext());
-            let variant = Path::new(&variant);
-            if accepted.accepts(enc) {
-                if let Ok((file, meta)) = files::open(&config.root, variant, config.follow_symlinks) {
-                    if meta.kind == Kind::File {
-                        *rep = Representation {
-                            file,
-                            meta,
-                            encoding: Some(enc),
-                            vary: true,
-                            rel: std::mem::take(&mut rep.rel),
-                        };
-                        return;
-                    }
+        for (enc, _) in order
+            .into_iter()
+            .zip(exists)
+            .filter(|&(enc, e)| e && accepted.accepts(enc))
+        {
+            let key = format!("{}{}", rep.rel, enc.ext());
+            if let Ok((file, meta)) = self.open(&variant_path(enc), &key) {
+                if meta.kind == Kind::File {
+                    rep.file = file;
+                    rep.meta = meta;
+                    rep.encoding = Some(enc);
+                    return;
                 }
-            } else if !rep.vary {
-                rep.vary = std::fs::metadata(variant).is_ok_and(|m| m.is_file());
             }
         }
     }
@@ -415,19 +444,32 @@ impl Responder<'_> {
         }
     }
 
-    /// 200: head in one write, then the body with `io::copy` (sendfile).
+    /// 200: head in one write, then the body with `io::copy` (sendfile); a small body
+    /// rides in the same write as the head.
     fn full(&mut self, rep: &Representation, v: &Validators, len: u64) -> io::Result<Outcome> {
         self.begin(Status::Ok);
         content_type_header(self.out, &rep.rel);
         wire::header_num(self.out, "Content-Length", len);
         self.entity_headers(rep, v);
         self.end_head();
+        if self.head_only {
+            self.write_out()?;
+            return self.outcome(Status::Ok, 0);
+        }
+        if len <= INLINE_BODY_MAX {
+            let read = read_into(&rep.file, self.out, len as usize)? as u64;
+            if read < len {
+                log::warn!(
+                    "{}: file shrank before it was sent ({read} of {len} bytes); closing",
+                    rep.rel
+                );
+                self.close = true;
+            }
+            self.write_out()?;
+            return self.outcome(Status::Ok, read);
+        }
         self.write_out()?;
-        let sent = if self.head_only {
-            0
-        } else {
-            self.body(&rep.file, 0, len)?
-        };
+        let sent = self.body(&rep.file, 0, len)?;
         self.outcome(Status::Ok, sent)
     }
 
@@ -500,6 +542,24 @@ impl Responder<'_> {
         }
         Ok(copied)
     }
+}
+
+/// Appends up to `len` bytes of `file` to `out` (one `read` for a regular file);
+/// returns how many arrived (fewer if the file shrank).
+fn read_into(mut file: &File, out: &mut Vec<u8>, len: usize) -> io::Result<usize> {
+    let start = out.len();
+    out.resize(start + len, 0);
+    let mut filled = 0;
+    while filled < len {
+        match file.read(&mut out[start + filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.truncate(start + filled);
+    Ok(filled)
 }
 
 /// `Content-Type` for a path, with `charset=utf-8` on text types.
