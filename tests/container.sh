@@ -96,7 +96,8 @@ BG_PIDS=()
 cleanup() {
     local p
     for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    pm rm -f -t 0 "$CTR" "$CTR2" >/dev/null 2>&1 || true
+    pm rm -f -t 0 "$CTR" >/dev/null 2>&1 || true
+    pm rm -f -t 0 "$CTR2" >/dev/null 2>&1 || true
     rm -rf "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -181,8 +182,8 @@ fi
 pass "image builds ($(($(date +%s) - t0)) s)"
 grep -i 'warning' "$WORK/build.log" | grep -v '^ *$' | sort -u | head -5 | sed 's/^/    build: /' || true
 # Keep the build cache (the dependency layer is what makes a rebuild cheap) but bound it:
-# drop untagged layers older than 3 days, or all of them once the storage passes 6 GiB.
-if [ "$(du -sm "$CACHE/storage" 2>/dev/null | cut -f1)" -gt 6144 ]; then
+# drop untagged layers older than 3 days, or all of them once the storage passes 4 GiB.
+if [ "$(du -sm "$CACHE/storage" 2>/dev/null | cut -f1)" -gt 4096 ]; then
     pm image prune -f >/dev/null 2>&1 || true
 else
     pm image prune -f --filter until=72h >/dev/null 2>&1 || true
@@ -336,6 +337,7 @@ if pm run -d --name "$CTR2" --read-only --read-only-tmpfs=false --network host \
     pm kill --signal TERM "$CTR2" >/dev/null 2>&1 || true
     code2=$(timeout 20 podman "${S[@]}" wait "$CTR2" 2>/dev/null) || code2=timeout
     check "idle server exits 0 on SIGTERM (got $code2)" test "$code2" = 0
+    pm rm -f "$CTR2" >/dev/null 2>&1 || true
 else
     cat "$WORK/err" >&2
     fail "podman run without a volume"
