@@ -1,7 +1,9 @@
 //! The filesystem edge: opening a decoded path under the root, enforcing the symlink
 //! policy, and turning `fs::Metadata` into the plain [`Meta`] the HTTP core plans with.
 
+use crate::limits::{META_CACHE_ENTRIES, META_CACHE_TTL};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -110,19 +112,24 @@ pub enum OpenError {
     NotFound,
     /// The OS refused access.
     Forbidden,
+    /// Out of file descriptors or memory: a 503, not the client's fault.
+    Exhausted,
 }
 
 impl From<io::Error> for OpenError {
     fn from(e: io::Error) -> OpenError {
-        match e.kind() {
-            io::ErrorKind::PermissionDenied => OpenError::Forbidden,
+        match (e.kind(), e.raw_os_error()) {
+            (io::ErrorKind::PermissionDenied, _) => OpenError::Forbidden,
+            (_, Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)) => OpenError::Exhausted,
             _ => OpenError::NotFound,
         }
     }
 }
 
-/// What a worker remembers about one path: the file it last checked there (inside the
-/// root) and, once looked up, which precompressed variants exist. Owned by one worker.
+/// What a worker remembers about the paths it served recently, like nginx's
+/// `open_file_cache`: the open file (checked to lie inside the root), its metadata
+/// and, once looked up, which precompressed variants exist. Owned by one worker, so
+/// workers share nothing; entries are trusted for [`META_CACHE_TTL`], then re-opened.
 #[derive(Debug, Default)]
 pub struct MetaCache {
     entries: HashMap<String, Cached>,
@@ -130,6 +137,7 @@ pub struct MetaCache {
 
 #[derive(Debug)]
 struct Cached {
+    file: Rc<File>,
     meta: Meta,
     checked: Instant,
     variants: Option<[bool; 3]>,
@@ -141,59 +149,56 @@ impl MetaCache {
         MetaCache::default()
     }
 
-    /// The entry for `key` if it was checked less than [`crate::limits::META_CACHE_TTL`]
-    /// ago and describes the same file (inode, size, mtime) as `meta`.
-    fn fresh(&mut self, key: &str, meta: &Meta) -> Option<&mut Cached> {
-        let c = self.entries.get_mut(key)?;
-        let same = c.meta == *meta && c.checked.elapsed() < crate::limits::META_CACHE_TTL;
-        same.then_some(c)
+    /// The entry for `key` if it was checked less than [`META_CACHE_TTL`] ago.
+    fn fresh(&mut self, key: &str) -> Option<&mut Cached> {
+        self.entries.get_mut(key).filter(|c| c.checked.elapsed() < META_CACHE_TTL)
     }
 
-    fn insert(&mut self, key: &str, meta: Meta) {
-        if self.entries.len() >= crate::limits::META_CACHE_ENTRIES {
+    fn insert(&mut self, key: &str, file: Rc<File>, meta: Meta) {
+        if self.entries.len() >= META_CACHE_ENTRIES && !self.entries.contains_key(key) {
             self.entries.clear();
         }
-        self.entries.insert(
-            key.to_string(),
-            Cached {
-                meta,
-                checked: Instant::now(),
-                variants: None,
-            },
-        );
+        let entry = Cached { file, meta, checked: Instant::now(), variants: None };
+        self.entries.insert(key.to_string(), entry);
     }
 
     /// Which variants (in `encoding::preference_order`) exist for `key`, if known.
-    pub fn variants(&mut self, key: &str, meta: &Meta) -> Option<[bool; 3]> {
-        self.fresh(key, meta)?.variants
+    pub fn variants(&mut self, key: &str) -> Option<[bool; 3]> {
+        self.fresh(key)?.variants
     }
 
     /// Records which variants exist for `key`.
-    pub fn set_variants(&mut self, key: &str, meta: &Meta, variants: [bool; 3]) {
-        if let Some(c) = self.fresh(key, meta) {
+    pub fn set_variants(&mut self, key: &str, variants: [bool; 3]) {
+        if let Some(c) = self.fresh(key) {
             c.variants = Some(variants);
         }
     }
 }
 
-/// [`open`] through a worker's [`MetaCache`]: a path checked recently and still naming
-/// the same file (inode, size, mtime) skips the real-path check. The file opened is
-/// then the very file that was checked, so this cannot serve anything outside the root.
+/// [`open`] through a worker's [`MetaCache`]. Within the TTL a hit costs no system
+/// call at all. After it, the path is opened again; if it still names the same file
+/// (inode, size, mtime) the real-path check is skipped, since the file opened is the
+/// very file that was checked — so the cache cannot let anything outside the root in.
+/// Bodies must then be read with explicit offsets (`read_at`, or a seek first): the
+/// handle is shared by every request the worker serves from it.
 pub fn open_cached(
     root: &Root,
     path: &Path,
     key: &str,
     follow_symlinks: bool,
     cache: &mut MetaCache,
-) -> Result<(File, Meta), OpenError> {
-    let (file, meta) = open(root, path, true)?;
-    if follow_symlinks || cache.fresh(key, &meta).is_some() {
-        return Ok((file, meta));
+) -> Result<(Rc<File>, Meta), OpenError> {
+    if let Some(c) = cache.fresh(key) {
+        return Ok((Rc::clone(&c.file), c.meta));
     }
-    if !root.contains(&real_path(&file, path)?) {
+    let (file, meta) = open(root, path, true)?;
+    let same_file = cache.entries.get(key).is_some_and(|c| c.meta == meta);
+    if !follow_symlinks && !same_file && !root.contains(&real_path(&file, path)?) {
         return Err(OpenError::NotFound);
     }
-    cache.insert(key, meta);
+    let file = Rc::new(file);
+    // Variants are looked up again each TTL, so a newly added FILE.gz is noticed.
+    cache.insert(key, Rc::clone(&file), meta);
     Ok((file, meta))
 }
 
@@ -295,23 +300,28 @@ mod tests {
     }
 
     #[test]
-    fn cache_trusts_only_the_same_file_within_the_ttl() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let meta = Meta::new(10, t, 7, Kind::File);
+    fn cache_serves_hits_without_reopening_and_rechecks_after_the_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let path = root.join("a.txt");
+        fs::write(&path, b"one").unwrap();
         let mut cache = MetaCache::new();
-        assert!(cache.fresh("a", &meta).is_none());
-        cache.insert("a", meta);
-        assert!(cache.fresh("a", &meta).is_some());
-        assert!(
-            cache.fresh("a", &Meta { ino: 8, ..meta }).is_none(),
-            "a replaced file is checked again"
-        );
-        assert!(cache.fresh("a", &Meta { len: 11, ..meta }).is_none());
-        assert_eq!(cache.variants("a", &meta), None);
-        cache.set_variants("a", &meta, [false, false, true]);
-        assert_eq!(cache.variants("a", &meta), Some([false, false, true]));
-        cache.entries.get_mut("a").unwrap().checked -= crate::limits::META_CACHE_TTL;
-        assert!(cache.fresh("a", &meta).is_none(), "stale after the TTL");
+        let (f1, m1) = open_cached(&root, &path, "a.txt", false, &mut cache).unwrap();
+        let (f2, _) = open_cached(&root, &path, "a.txt", false, &mut cache).unwrap();
+        assert!(Rc::ptr_eq(&f1, &f2), "a hit reuses the open file");
+        cache.set_variants("a.txt", [false, true, false]);
+        assert_eq!(cache.variants("a.txt"), Some([false, true, false]));
+        // After the TTL the path is opened again.
+        cache.entries.get_mut("a.txt").unwrap().checked -= META_CACHE_TTL;
+        let (f3, m3) = open_cached(&root, &path, "a.txt", false, &mut cache).unwrap();
+        assert!(!Rc::ptr_eq(&f1, &f3));
+        assert_eq!((m1, cache.variants("a.txt")), (m3, None), "variants are looked up again");
+        // A replaced file is checked afresh.
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"second").unwrap();
+        cache.entries.get_mut("a.txt").unwrap().checked -= META_CACHE_TTL;
+        let (_, m4) = open_cached(&root, &path, "a.txt", false, &mut cache).unwrap();
+        assert_eq!((m4.len, cache.variants("a.txt")), (6, None));
     }
 
     #[test]

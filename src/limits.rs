@@ -74,14 +74,14 @@ pub const LOG_BATCH: usize = 32;
 /// Oldest a batched access-log record may get before the batch is flushed.
 pub const LOG_BATCH_AGE: Duration = Duration::from_millis(50);
 
-/// How long a worker trusts what it learned about a path (real path inside the root,
-/// which precompressed variants exist) while the file's inode, size and mtime stay the
-/// same. Like nginx's open_file_cache_valid; docroot changes show within this time.
+/// How long a worker serves a path from its open-file cache (open handle, metadata,
+/// which precompressed variants exist) before opening it again, like nginx's
+/// `open_file_cache_valid`: changes to the docroot show within this time.
 pub const META_CACHE_TTL: Duration = Duration::from_secs(1);
 
-/// Paths each worker remembers; the cache is emptied when full (per worker, so
-/// workers share no state).
-pub const META_CACHE_ENTRIES: usize = 1024;
+/// Paths (each an open file descriptor) each worker's cache holds; it is emptied when
+/// full. 64 workers × 64 = 4,096 descriptors at most, beside `MAX_CONNECTIONS`.
+pub const META_CACHE_ENTRIES: usize = 64;
 
 /// Files up to this size are read into the response-head buffer and sent with the
 /// head in one write; larger ones go out with `io::copy` (sendfile). One read + one

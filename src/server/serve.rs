@@ -16,7 +16,9 @@ use crate::wire::{self, Connection};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::rc::Rc;
 
 /// What happened, for the access log and the connection loop.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +33,7 @@ pub struct Outcome {
 
 /// An opened file ready to be sent, with what the response says about it.
 struct Representation {
-    file: File,
+    file: Rc<File>,
     meta: Meta,
     /// Path relative to the root of the file the client asked for (for its type).
     rel: String,
@@ -96,6 +98,7 @@ pub fn respond(
         Ok(pair) => pair,
         Err(OpenError::NotFound) => return res.not_found(head),
         Err(OpenError::Forbidden) => return res.refuse(FORBIDDEN),
+        Err(OpenError::Exhausted) => return res.refuse(EXHAUSTED),
     };
     if meta.kind != Kind::Dir {
         return match respond::plan_file(&url, &meta) {
@@ -134,6 +137,8 @@ pub fn respond(
     }
 }
 
+const EXHAUSTED: Refusal = Refusal::close(Status::ServiceUnavailable, "The server is out of file descriptors.");
+
 /// Writes responses for one request.
 struct Responder<'a> {
     shared: &'a Shared,
@@ -148,7 +153,7 @@ struct Responder<'a> {
 
 impl Responder<'_> {
     /// Opens a path under the root through the worker's metadata cache.
-    fn open(&mut self, path: &Path, rel: &str) -> Result<(File, Meta), OpenError> {
+    fn open(&mut self, path: &Path, rel: &str) -> Result<(Rc<File>, Meta), OpenError> {
         let config = &self.shared.config;
         files::open_cached(&config.root, path, rel, config.follow_symlinks, self.cache)
     }
@@ -278,7 +283,7 @@ impl Responder<'_> {
     }
 
     /// A file sent whole with a fixed status (custom error pages): no validators.
-    fn page(&mut self, status: Status, rel: &str, file: File, len: u64) -> io::Result<Outcome> {
+    fn page(&mut self, status: Status, rel: &str, file: Rc<File>, len: u64) -> io::Result<Outcome> {
         self.begin(status);
         content_type_header(self.out, rel);
         wire::header_num(self.out, "Content-Length", len);
@@ -328,7 +333,7 @@ impl Responder<'_> {
 
     /// Picks the precompressed variant (if any) and sends the file as planned by
     /// `respond::plan_representation`.
-    fn representation(&mut self, head: &Head, path: &Path, file: File, meta: Meta, rel: &str) -> io::Result<Outcome> {
+    fn representation(&mut self, head: &Head, path: &Path, file: Rc<File>, meta: Meta, rel: &str) -> io::Result<Outcome> {
         let mut rep = Representation {
             file,
             meta,
@@ -391,11 +396,11 @@ impl Responder<'_> {
             std::path::PathBuf::from(v)
         };
         let order = encoding::preference_order();
-        let exists = match self.cache.variants(&rep.rel, &rep.meta) {
+        let exists = match self.cache.variants(&rep.rel) {
             Some(known) => known,
             None => {
                 let found = order.map(|enc| std::fs::metadata(variant_path(enc)).is_ok_and(|m| m.is_file()));
-                self.cache.set_variants(&rep.rel, &rep.meta, found);
+                self.cache.set_variants(&rep.rel, found);
                 found
             }
         };
@@ -532,9 +537,9 @@ impl Responder<'_> {
     /// A file that shrank mid-send cannot keep the promised length: the connection
     /// is marked to close, and the short count returned.
     fn body(&mut self, mut file: &File, start: u64, len: u64) -> io::Result<u64> {
-        if start > 0 {
-            file.seek(SeekFrom::Start(start))?;
-        }
+        // The handle may come from the metadata cache: its offset is wherever the
+        // last response left it.
+        file.seek(SeekFrom::Start(start))?;
         let copied = io::copy(&mut file.take(len), self.stream)?;
         if copied < len {
             log::warn!("file shrank while being sent ({copied} of {len} bytes); closing the connection");
@@ -546,12 +551,12 @@ impl Responder<'_> {
 
 /// Appends up to `len` bytes of `file` to `out` (one `read` for a regular file);
 /// returns how many arrived (fewer if the file shrank).
-fn read_into(mut file: &File, out: &mut Vec<u8>, len: usize) -> io::Result<usize> {
+fn read_into(file: &File, out: &mut Vec<u8>, len: usize) -> io::Result<usize> {
     let start = out.len();
     out.resize(start + len, 0);
     let mut filled = 0;
     while filled < len {
-        match file.read(&mut out[start + filled..]) {
+        match file.read_at(&mut out[start + filled..], filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
