@@ -136,6 +136,11 @@ pub struct Cli {
     #[arg(long, env = "THREADSERVE_MAX_HEADERS", default_value_t = limits::MAX_HEADERS)]
     pub max_headers: usize,
 
+    /// How long a worker waits on a quiet keep-alive connection (when no other is
+    /// queued) before handing it to the idle watcher; 0 hands it over at once.
+    #[arg(long, env = "THREADSERVE_LINGER", value_parser = parse_duration, default_value = "10ms")]
+    pub linger: Duration,
+
     /// Time in-flight responses get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "THREADSERVE_GRACE_PERIOD", value_parser = parse_duration, default_value = "10s")]
     pub grace_period: Duration,
@@ -345,7 +350,7 @@ impl Cli {
             head_timeout: self.head_timeout,
             idle_timeout: self.idle_timeout,
             write_timeout: self.write_timeout,
-            linger: limits::LINGER,
+            linger: self.linger,
             max_head_bytes: self.max_head_bytes,
             max_headers: self.max_headers,
             max_connections: self.max_connections,

@@ -19,8 +19,13 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// shorter here because an idle connection costs a file descriptor, not a thread).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Time one blocking write (or sendfile chunk) may take before a slow reader is dropped.
+/// Time a client may go without taking any bytes of a response before it is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a worker waits on a full socket buffer before it parks the rest of the
+/// response with the idle watcher (so a slow reader never pins a worker). A fast client
+/// drains the buffer in microseconds; a slow one frees the worker after this.
+pub const WRITE_LINGER: Duration = Duration::from_millis(10);
 
 /// How long a worker waits for more bytes of a request before it parks the connection
 /// with the idle watcher, when no other connection is queued (with a queue it does not
@@ -84,6 +89,6 @@ pub const META_CACHE_TTL: Duration = Duration::from_secs(1);
 pub const META_CACHE_ENTRIES: usize = 64;
 
 /// Files up to this size are read into the response-head buffer and sent with the
-/// head in one write; larger ones go out with `io::copy` (sendfile). One read + one
+/// head in one write; larger ones go out with sendfile. One read + one
 /// write beats write + fstat + sendfile for small files; 16 KiB fits a socket buffer.
 pub const INLINE_BODY_MAX: u64 = 16 * 1024;

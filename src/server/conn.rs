@@ -1,8 +1,10 @@
 //! One client connection and its I/O steps: fill the read buffer, write bytes. No HTTP
 //! decisions here.
 
+use super::output::Owned;
 use crate::limits::READ_BUF_BYTES;
-use crate::stats::Gauges;
+use crate::stats::{Gauges, Record};
+use polling::{Event, Poller};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -47,6 +49,36 @@ pub struct Conn {
     pub head_deadline: Option<Instant>,
     /// When the connection last finished a response (or was accepted).
     pub idle_since: Instant,
+    /// The rest of a response the client has not taken yet.
+    pub pending: Option<Pending>,
+    /// The poller this connection is registered with (from its first park until it
+    /// drops; one-shot, so a worker re-arms it each time it parks).
+    watch: Option<Arc<Poller>>,
+}
+
+/// A response waiting for a slow reader.
+#[derive(Debug)]
+pub struct Pending {
+    /// What is left to send.
+    pub segs: Owned,
+    /// The access-log record, written once the response ends.
+    pub record: Record,
+    /// Bytes of the head, to count only body bytes in the log.
+    pub head_len: u64,
+    /// Bytes sent so far.
+    pub sent: u64,
+    /// Close the connection after this response.
+    pub close: bool,
+    /// The client must take more within this time (the write timeout).
+    pub deadline: Instant,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(poller) = self.watch.take() {
+            let _ = poller.delete(&self.stream);
+        }
+    }
 }
 
 /// How to wait for bytes.
@@ -70,6 +102,34 @@ impl Conn {
             end: 0,
             head_deadline: Some(head_deadline),
             idle_since: Instant::now(),
+            pending: None,
+            watch: None,
+        }
+    }
+
+    /// The key this connection has in the poller.
+    pub fn key(&self) -> usize {
+        self.stream.as_raw_fd() as usize
+    }
+
+    /// Arms the one-shot poller registration: readable, or writable while a response
+    /// is pending. Registers the connection on its first park.
+    pub fn arm(&mut self, poller: &Arc<Poller>) -> io::Result<()> {
+        let key = self.key();
+        let interest = if self.pending.is_some() {
+            Event::writable(key)
+        } else {
+            Event::readable(key)
+        };
+        match &self.watch {
+            Some(p) => p.modify(&self.stream, interest),
+            None => {
+                // SAFETY: `Drop for Conn` deletes the stream from the poller before the
+                // stream (a field of the same struct) is closed.
+                unsafe { poller.add(&self.stream, interest)? };
+                self.watch = Some(Arc::clone(poller));
+                Ok(())
+            }
         }
     }
 

@@ -1,16 +1,19 @@
 //! The idle watcher: one thread that holds connections no worker needs right now
 //! (keep-alive between requests, or a head arriving slowly) in an epoll set. A readable
-//! connection goes back to the worker queue; one past its deadline is closed.
+//! connection goes back to the worker queue; one past its deadline is closed. Idle
+//! keep-alive connections beyond [`MAX_IDLE_PERCENT`] of the connection limit are closed
+//! longest-idle first.
 //!
 //! This is what lets a fixed pool of workers hold thousands of open connections: a
 //! worker never waits on a silent client for longer than the linger.
 
 use super::conn::Conn;
 use super::Shared;
+use crate::limits::MAX_IDLE_PERCENT;
 use crate::status::Status;
 use crossbeam_channel::{Receiver, Sender};
-use polling::{Event, Events, Poller};
-use std::collections::HashMap;
+use polling::{Events, Poller};
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +23,14 @@ use std::time::{Duration, Instant};
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs until shutdown; closes every parked connection on the way out.
+///
+/// Workers arm each connection's one-shot registration before they send it here, so a
+/// readiness event can arrive before the connection does; such early events are kept
+/// and matched when it arrives. Connections leave the epoll set only when they close.
 pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, jobs: Sender<Conn>) {
-    let mut parked: HashMap<usize, Conn> = HashMap::new();
+    let mut parked = Parked::default();
+    let mut early: HashMap<usize, Instant> = HashMap::new();
+    let idle_cap = idle_cap(shared.config.limits.max_connections);
     let mut events = Events::new();
     let mut next_sweep = Instant::now() + SWEEP_EVERY;
     loop {
@@ -33,59 +42,171 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        if shared.is_shutting_down() {
-            break;
-        }
-        for ev in events.iter() {
-            if let Some(conn) = parked.remove(&ev.key) {
-                let _ = poller.delete(&conn.stream);
+        let mut added = false;
+        while let Ok(conn) = parked_rx.try_recv() {
+            let key = conn.key();
+            if early.remove(&key).is_some() {
                 // The channel's capacity covers every open connection, so this never
                 // blocks; it fails only when the workers are gone (shutdown).
                 let _ = jobs.send(conn);
+            } else {
+                parked.insert(key, conn);
+                added = true;
             }
         }
-        while let Ok(conn) = parked_rx.try_recv() {
-            let key = conn.stream.as_raw_fd() as usize;
-            // SAFETY: the stream stays registered only while it is in `parked`, and is
-            // deleted from the poller before it leaves the map (and so before it drops).
-            match unsafe { poller.add(&conn.stream, Event::readable(key)) } {
-                Ok(()) => {
-                    parked.insert(key, conn);
+        for ev in events.iter() {
+            match parked.remove(ev.key) {
+                Some(conn) => {
+                    let _ = jobs.send(conn);
                 }
-                Err(e) => log::warn!("idle watcher: cannot watch {}: {e}", conn.peer),
+                None => {
+                    early.insert(ev.key, Instant::now());
+                }
             }
+        }
+        if added {
+            evict_longest_idle(&mut parked, idle_cap, &jobs);
         }
         let now = Instant::now();
         if now >= next_sweep {
-            sweep(&shared, &poller, &mut parked, now);
+            sweep(&shared, &mut parked, now);
+            early.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(1));
             next_sweep = now + SWEEP_EVERY;
         }
+        if shared.is_shutting_down() && drained(&shared, &mut parked, &parked_rx, &jobs) {
+            break;
+        }
     }
-    for (_, conn) in parked.drain() {
-        let _ = poller.delete(&conn.stream);
+    // Parked connections close here (dropping a Conn removes it from the poller);
+    // responses still waiting for slow readers are cut, as the grace period allows.
+    drop(parked);
+}
+
+/// During shutdown: closes every parked connection that is not in the middle of a
+/// response, and says whether the watcher may stop — no response left to finish here,
+/// on its way here, queued for a worker or in a worker's hands.
+fn drained(shared: &Shared, parked: &mut Parked, parked_rx: &Receiver<Conn>, jobs: &Sender<Conn>) -> bool {
+    let idle: Vec<usize> = parked
+        .conns
+        .iter()
+        .filter(|(_, c)| c.pending.is_none())
+        .map(|(&k, _)| k)
+        .collect();
+    for key in idle {
+        parked.remove(key);
     }
+    parked.conns.is_empty()
+        && parked_rx.is_empty()
+        && jobs.is_empty()
+        && shared.gauges.busy.load(std::sync::atomic::Ordering::SeqCst) == 0
+}
+
+/// Most idle keep-alive connections held for a connection limit of `max_connections`.
+fn idle_cap(max_connections: usize) -> usize {
+    (max_connections.saturating_mul(MAX_IDLE_PERCENT) / 100).max(1)
+}
+
+/// Parked connections by poller key (their fd), plus the keep-alive idle ones ordered by
+/// when they went idle, so the longest-idle can be found without a scan.
+#[derive(Default)]
+struct Parked {
+    conns: HashMap<usize, Conn>,
+    /// `(idle_since, key)` of every parked connection between requests (no head
+    /// deadline). Connections with a head in progress are governed by its deadline.
+    idle: BTreeSet<(Instant, usize)>,
+}
+
+impl Parked {
+    fn insert(&mut self, key: usize, conn: Conn) {
+        let entry = (conn.idle_since, key);
+        let idle = conn.head_deadline.is_none() && conn.pending.is_none();
+        if let Some(old) = self.conns.insert(key, conn) {
+            // Unreachable: a key is an open fd, unique while parked. Keep the index true.
+            self.idle.remove(&(old.idle_since, key));
+        }
+        if idle {
+            self.idle.insert(entry);
+        }
+    }
+
+    fn remove(&mut self, key: usize) -> Option<Conn> {
+        let conn = self.conns.remove(&key)?;
+        self.idle.remove(&(conn.idle_since, key));
+        Some(conn)
+    }
+}
+
+/// Closes idle keep-alive connections, longest-idle first, until at most `cap` remain.
+/// One that turns out to have a request waiting goes to the workers instead: it is not
+/// idle, its readiness event just has not been seen yet.
+fn evict_longest_idle(parked: &mut Parked, cap: usize, jobs: &Sender<Conn>) {
+    while parked.idle.len() > cap {
+        let Some(&(_, key)) = parked.idle.first() else { break };
+        let Some(conn) = parked.remove(key) else {
+            parked.idle.pop_first();
+            continue;
+        };
+        if has_input(&conn) {
+            let _ = jobs.send(conn);
+        } else {
+            log::debug!(
+                "idle watcher: {} idle connections over the cap of {cap}; closing {}",
+                parked.idle.len() + 1,
+                conn.peer
+            );
+        }
+    }
+}
+
+/// Whether bytes (or a request) are waiting on an otherwise idle connection.
+fn has_input(conn: &Conn) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: a valid fd and a writable one-byte buffer.
+    let n = unsafe {
+        libc::recv(
+            conn.stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
 }
 
 /// Closes connections whose head deadline or idle timeout has passed. A client that
 /// started a head and stalled gets a 408 first (best effort, never blocking).
-fn sweep(shared: &Shared, poller: &Poller, parked: &mut HashMap<usize, Conn>, now: Instant) {
+fn sweep(shared: &Shared, parked: &mut Parked, now: Instant) {
     let idle_timeout = shared.config.limits.idle_timeout;
     let expired: Vec<usize> = parked
+        .conns
         .iter()
-        .filter(|(_, c)| match c.head_deadline {
-            Some(d) => now >= d,
-            None => now.duration_since(c.idle_since) >= idle_timeout,
+        .filter(|(_, c)| match (&c.pending, c.head_deadline) {
+            (Some(p), _) => now >= p.deadline,
+            (None, Some(d)) => now >= d,
+            (None, None) => now.duration_since(c.idle_since) >= idle_timeout,
         })
         .map(|(&k, _)| k)
         .collect();
     for key in expired {
-        if let Some(conn) = parked.remove(&key) {
-            let _ = poller.delete(&conn.stream);
-            if conn.head_deadline.is_some() {
+        if let Some(conn) = parked.remove(key) {
+            if conn.head_deadline.is_some() && conn.pending.is_none() {
                 let msg = "The request head did not arrive in time.";
                 let page = super::serve::error_response(Status::RequestTimeout, msg);
                 Conn::send_now(&conn.stream, &page);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::idle_cap;
+
+    #[test]
+    fn idle_cap_is_a_share_of_the_connection_limit_and_never_zero() {
+        assert_eq!(idle_cap(10_000), 9_000);
+        assert_eq!(idle_cap(20), 18);
+        assert_eq!(idle_cap(1), 1);
+        assert_eq!(idle_cap(usize::MAX), usize::MAX / 100);
     }
 }

@@ -10,6 +10,7 @@
 
 mod conn;
 mod idle;
+mod output;
 mod serve;
 mod worker;
 
@@ -43,14 +44,20 @@ impl Shared {
         self.shutdown.load(Ordering::Relaxed)
     }
 
-    /// Hands an idle connection to the idle watcher (or closes it during shutdown).
+    /// Hands a connection that waits for its client to the idle watcher (or closes it
+    /// during shutdown, unless a response is still going out). The worker arms the
+    /// poller itself, so the watcher needs no wake-up: it sees the connection when its
+    /// event fires or at its next sweep.
     pub fn park(&self, mut conn: Conn) {
-        if self.is_shutting_down() {
+        if self.is_shutting_down() && conn.pending.is_none() {
             return;
         }
         conn.shrink_if_empty();
-        if self.parked_tx.send(conn).is_ok() {
-            let _ = self.poller.notify();
+        match conn.arm(&self.poller) {
+            Ok(()) => {
+                let _ = self.parked_tx.send(conn);
+            }
+            Err(e) => log::warn!("cannot park {}: {e}", conn.peer),
         }
     }
 }
@@ -278,8 +285,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
 
 fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(shared.config.limits.linger))?;
-    stream.set_write_timeout(Some(shared.config.limits.write_timeout))
+    let linger = shared.config.limits.linger;
+    if !linger.is_zero() {
+        stream.set_read_timeout(Some(linger))?;
+    }
+    stream.set_write_timeout(Some(crate::limits::WRITE_LINGER))
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {

@@ -1,6 +1,7 @@
 //! Executes one request: decode the path, open what it names, plan, and write the
 //! response. The decisions come from `respond`; this file only does the I/O they need.
 
+use super::output::{Segment, Segments};
 use super::Shared;
 use crate::conditional::Validators;
 use crate::encoding::{self, Encoding};
@@ -14,8 +15,7 @@ use crate::respond::{self, FileRequest, Plan, Refusal, FORBIDDEN, NOT_FOUND};
 use crate::status::Status;
 use crate::wire::{self, Connection};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::TcpStream;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::rc::Rc;
@@ -43,28 +43,24 @@ struct Representation {
     vary: bool,
 }
 
-/// A worker's reusable state: the response-head buffer and its metadata cache.
+/// A worker's reusable state: the response being built and its open-file cache.
 #[derive(Debug, Default)]
 pub struct Scratch {
     out: Vec<u8>,
+    /// The response to send, in order; filled by [`respond`], drained by the worker.
+    pub segs: Segments,
     cache: MetaCache,
 }
 
-/// Writes the response to `head` on `stream`. `sent` turns true once the first byte
-/// has gone out (so a panic after that point cannot be answered with a 500).
-pub fn respond(
-    shared: &Shared,
-    stream: &mut TcpStream,
-    head: &Head,
-    scratch: &mut Scratch,
-    sent: &mut bool,
-) -> io::Result<Outcome> {
+/// Plans the response to `head` and queues it in `scratch.segs`; nothing is written
+/// here (the worker sends the segments, so a slow reader can be parked mid-response).
+pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Result<Outcome> {
+    scratch.segs.clear();
     let mut res = Responder {
         shared,
-        stream,
         out: &mut scratch.out,
+        segs: &mut scratch.segs,
         cache: &mut scratch.cache,
-        sent,
         head_only: head.method == "HEAD",
         http10: head.version == 0,
         close: !head.wants_keep_alive() || shared.is_shutting_down(),
@@ -142,10 +138,9 @@ const EXHAUSTED: Refusal = Refusal::close(Status::ServiceUnavailable, "The serve
 /// Writes responses for one request.
 struct Responder<'a> {
     shared: &'a Shared,
-    stream: &'a mut TcpStream,
     out: &'a mut Vec<u8>,
+    segs: &'a mut Segments,
     cache: &'a mut MetaCache,
-    sent: &'a mut bool,
     head_only: bool,
     http10: bool,
     close: bool,
@@ -181,9 +176,11 @@ impl Responder<'_> {
         wire::finish(self.out, conn);
     }
 
+    /// Queues the head (and any inline body) built in `out`.
     fn write_out(&mut self) -> io::Result<()> {
-        *self.sent = true;
-        self.stream.write_all(self.out)
+        let bytes = std::mem::replace(self.out, Vec::with_capacity(512));
+        self.segs.push_back(Segment::Bytes(bytes, 0));
+        Ok(())
     }
 
     fn outcome(&self, status: Status, bytes: u64) -> io::Result<Outcome> {
@@ -333,7 +330,14 @@ impl Responder<'_> {
 
     /// Picks the precompressed variant (if any) and sends the file as planned by
     /// `respond::plan_representation`.
-    fn representation(&mut self, head: &Head, path: &Path, file: Rc<File>, meta: Meta, rel: &str) -> io::Result<Outcome> {
+    fn representation(
+        &mut self,
+        head: &Head,
+        path: &Path,
+        file: Rc<File>,
+        meta: Meta,
+        rel: &str,
+    ) -> io::Result<Outcome> {
         let mut rep = Representation {
             file,
             meta,
@@ -449,7 +453,7 @@ impl Responder<'_> {
         }
     }
 
-    /// 200: head in one write, then the body with `io::copy` (sendfile); a small body
+    /// 200: head in one write, then the body with sendfile; a small body
     /// rides in the same write as the head.
     fn full(&mut self, rep: &Representation, v: &Validators, len: u64) -> io::Result<Outcome> {
         self.begin(Status::Ok);
@@ -521,31 +525,24 @@ impl Responder<'_> {
         let mut sent = 0;
         for r in ranges {
             let part = range::multipart_part_head(r, len, &part_type, &boundary);
-            self.stream.write_all(part.as_bytes())?;
-            let copied = self.body(&rep.file, r.start, r.len())?;
-            sent += part.len() as u64 + copied;
-            if copied < r.len() {
-                return self.outcome(Status::PartialContent, sent);
-            }
+            sent += part.len() as u64;
+            self.segs.push_back(Segment::Bytes(part.into_bytes(), 0));
+            sent += self.body(&rep.file, r.start, r.len())?;
         }
         let tail = range::multipart_tail(&boundary);
-        self.stream.write_all(tail.as_bytes())?;
-        self.outcome(Status::PartialContent, sent + tail.len() as u64)
+        sent += tail.len() as u64;
+        self.segs.push_back(Segment::Bytes(tail.into_bytes(), 0));
+        self.outcome(Status::PartialContent, sent)
     }
 
-    /// Sends `len` bytes of `file` from `start` with `io::copy` (sendfile on Linux).
-    /// A file that shrank mid-send cannot keep the promised length: the connection
-    /// is marked to close, and the short count returned.
-    fn body(&mut self, mut file: &File, start: u64, len: u64) -> io::Result<u64> {
-        // The handle may come from the metadata cache: its offset is wherever the
-        // last response left it.
-        file.seek(SeekFrom::Start(start))?;
-        let copied = io::copy(&mut file.take(len), self.stream)?;
-        if copied < len {
-            log::warn!("file shrank while being sent ({copied} of {len} bytes); closing the connection");
-            self.close = true;
-        }
-        Ok(copied)
+    /// Queues `len` bytes of `file` from `start`, to go out with sendfile.
+    fn body(&mut self, file: &Rc<File>, start: u64, len: u64) -> io::Result<u64> {
+        self.segs.push_back(Segment::File {
+            file: Rc::clone(file),
+            offset: start,
+            len,
+        });
+        Ok(len)
     }
 }
 

@@ -1,8 +1,9 @@
 //! A worker thread: takes a connection from the queue, serves every request that is
 //! ready on it, and hands it to the idle watcher when the client goes quiet.
 
-use super::conn::{Conn, Wait};
-use super::serve::{self, Outcome, Scratch};
+use super::conn::{Conn, Pending, Wait};
+use super::output::{self, Flush, Segment};
+use super::serve::{self, Scratch};
 use super::Shared;
 use crate::config::LogFormat;
 use crate::head::{self, Head, Parsed};
@@ -110,8 +111,11 @@ impl Worker<'_> {
         }
     }
 
-    /// One step: answer a buffered request, or read more bytes.
+    /// One step: finish a pending response, answer a buffered request, or read more.
     fn step(&mut self, conn: &mut Conn) -> Next {
+        if conn.pending.is_some() {
+            return self.resume(conn);
+        }
         let limits = &self.shared.config.limits;
         let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; HEADER_SLOTS];
         let slots = &mut slots[..limits.max_headers.min(HEADER_SLOTS)];
@@ -121,17 +125,18 @@ impl Worker<'_> {
             start,
             end,
             peer,
+            pending,
             ..
         } = conn;
         match head::parse(&data[*start..*end], slots, limits.max_head_bytes) {
             Ok(Parsed::Complete(head, used)) => {
-                let outcome = self.answer(stream, *peer, &head);
+                let next = self.answer(stream, pending, *peer, &head);
                 conn.consume(used);
                 conn.head_deadline = None;
                 conn.idle_since = Instant::now();
-                match outcome {
-                    Some(o) if !o.close && !self.shared.is_shutting_down() => Next::Continue,
-                    _ => Next::Close,
+                match next {
+                    Next::Continue if self.shared.is_shutting_down() => Next::Close,
+                    next => next,
                 }
             }
             Ok(Parsed::Partial) => self.read_more(conn),
@@ -144,9 +149,36 @@ impl Worker<'_> {
                     version: 1,
                     ..Head::default()
                 };
-                self.record(conn.peer, &head, e.status(), page.len() as u64, Instant::now());
+                let rec = self.make_record(conn.peer, &head, e.status(), page.len() as u64, Instant::now());
+                self.log.push(self.shared, rec);
                 Next::Close
             }
+        }
+    }
+
+    /// Sends more of a response that had to wait for its client.
+    fn resume(&mut self, conn: &mut Conn) -> Next {
+        let Some(p) = conn.pending.as_mut() else {
+            return Next::Continue;
+        };
+        let before = p.sent;
+        let result = output::flush(&mut conn.stream, &mut p.segs, &mut p.sent);
+        if matches!(result, Ok(Flush::Blocked)) {
+            if p.sent > before {
+                p.deadline = Instant::now() + self.shared.config.limits.write_timeout;
+            }
+            return Next::Park;
+        }
+        let Some(mut p) = conn.pending.take() else {
+            return Next::Close;
+        };
+        p.record.bytes = p.sent.saturating_sub(p.head_len);
+        p.record.duration = p.record.duration.max(conn.idle_since.elapsed());
+        self.log.push(self.shared, p.record);
+        conn.idle_since = Instant::now();
+        match result {
+            Ok(Flush::Done) if !p.close && !self.shared.is_shutting_down() => Next::Continue,
+            _ => Next::Close,
         }
     }
 
@@ -163,7 +195,11 @@ impl Worker<'_> {
             return Next::Close;
         }
         // Linger only when no other connection is waiting for a worker.
-        let wait = if self.jobs.is_empty() { Wait::Linger } else { Wait::No };
+        let wait = if limits.linger.is_zero() || !self.jobs.is_empty() {
+            Wait::No
+        } else {
+            Wait::Linger
+        };
         match conn.fill(wait, limits.max_head_bytes) {
             Ok(0) => Next::Close,
             Ok(_) => {
@@ -178,23 +214,17 @@ impl Worker<'_> {
         }
     }
 
-    /// Answers one request, catching a panic inside it: a panic before any byte was
-    /// sent becomes a 500; either way the connection closes and the worker lives on.
-    fn answer(&mut self, stream: &mut TcpStream, peer: SocketAddr, head: &Head) -> Option<Outcome> {
+    /// Answers one request: plans it (catching a panic: a 500, then close — the worker
+    /// lives on) and sends it. If the client stops taking bytes, the rest is stored on
+    /// the connection and it is parked.
+    fn answer(&mut self, stream: &mut TcpStream, pending: &mut Option<Pending>, peer: SocketAddr, head: &Head) -> Next {
         let started = Instant::now();
-        let mut sent = false;
         let (shared, scratch) = (self.shared, &mut self.scratch);
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            serve::respond(shared, stream, head, scratch, &mut sent)
-        }));
-        match result {
-            Ok(Ok(o)) => {
-                self.record(peer, head, o.status, o.bytes, started);
-                Some(o)
-            }
+        let planned = match catch_unwind(AssertUnwindSafe(|| serve::respond(shared, head, scratch))) {
+            Ok(Ok(o)) => o,
             Ok(Err(e)) => {
-                log::debug!("{peer}: {} {}: write failed: {e}", head.method, head.target);
-                None
+                log::debug!("{peer}: {} {}: {e}", head.method, head.target);
+                return Next::Close;
             }
             Err(_) => {
                 log::error!(
@@ -204,20 +234,65 @@ impl Worker<'_> {
                 );
                 // The scratch buffers may hold a half-built response; start clean.
                 self.scratch = Scratch::default();
-                if !sent {
-                    let page = serve::error_response(Status::InternalServerError, "The server hit an internal error.");
-                    let _ = stream.write_all(&page);
-                    self.record(peer, head, Status::InternalServerError, page.len() as u64, started);
+                let page = serve::error_response(Status::InternalServerError, "The server hit an internal error.");
+                let _ = stream.write_all(&page);
+                let rec = self.make_record(peer, head, Status::InternalServerError, page.len() as u64, started);
+                self.log.push(self.shared, rec);
+                return Next::Close;
+            }
+        };
+        let total: u64 = (self.scratch.segs.iter())
+            .map(|seg| match seg {
+                Segment::Bytes(b, pos) => (b.len() - pos) as u64,
+                Segment::File { len, .. } => *len,
+            })
+            .sum();
+        let head_len = total.saturating_sub(planned.bytes);
+        let mut sent = 0;
+        let result = output::flush(stream, &mut self.scratch.segs, &mut sent);
+        let mut rec = self.make_record(peer, head, planned.status, planned.bytes, started);
+        match result {
+            Ok(Flush::Done) => {
+                self.log.push(self.shared, rec);
+                if planned.close {
+                    Next::Close
+                } else {
+                    Next::Continue
                 }
-                None
+            }
+            Ok(Flush::Blocked) => match output::into_owned(&mut self.scratch.segs) {
+                Ok(segs) => {
+                    let deadline = Instant::now() + self.shared.config.limits.write_timeout;
+                    *pending = Some(Pending {
+                        segs,
+                        record: rec,
+                        head_len,
+                        sent,
+                        close: planned.close,
+                        deadline,
+                    });
+                    Next::Park
+                }
+                Err(e) => {
+                    log::warn!("{peer}: cannot keep a response for a slow reader: {e}");
+                    Next::Close
+                }
+            },
+            Ok(Flush::Short) | Err(_) => {
+                if matches!(result, Ok(Flush::Short)) {
+                    log::warn!("{peer}: {}: file shrank while being sent; closing", head.target);
+                }
+                rec.bytes = sent.saturating_sub(head_len);
+                self.log.push(self.shared, rec);
+                Next::Close
             }
         }
     }
 
-    fn record(&mut self, peer: SocketAddr, head: &Head, status: Status, bytes: u64, started: Instant) {
+    fn make_record(&self, peer: SocketAddr, head: &Head, status: Status, bytes: u64, started: Instant) -> Record {
         let full = self.shared.config.log_format != LogFormat::Off;
         let owned = |s: &str| if full { s.to_string() } else { String::new() };
-        let rec = Record {
+        Record {
             time: SystemTime::now(),
             peer: peer.ip(),
             method: owned(head.method),
@@ -228,8 +303,7 @@ impl Worker<'_> {
             duration: started.elapsed(),
             referer: head.referer.filter(|_| full).map(str::to_string),
             user_agent: head.user_agent.filter(|_| full).map(str::to_string),
-        };
-        self.log.push(self.shared, rec);
+        }
     }
 }
 

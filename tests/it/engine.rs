@@ -89,26 +89,44 @@ fn big_file(server: &TestServer, name: &str, len: usize) {
 
 #[test]
 fn full_queue_sheds_load_with_503_and_retry_after() {
+    // The only worker lingers (up to 5 s) on a keep-alive client that went quiet, so
+    // the next connection waits in the queue and the one after that is shed.
     let server = TestServer::start(|c| {
         c.threads = 1;
         c.limits.queue_depth = 1;
+        c.limits.linger = Duration::from_secs(5);
     });
-    big_file(&server, "big.bin", 64 << 20);
-    // Occupy the only worker with a download nobody reads.
-    let mut hog = server.connect();
-    hog.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.stats().busy_workers < 1 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _queued = server.connect(); // fills the queue
+    let mut quiet = server.connect();
+    quiet.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_response(&mut BufReader::new(quiet.try_clone().unwrap()), false).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let _queued = server.connect();
     std::thread::sleep(Duration::from_millis(100));
     let res = server.get("/a.txt");
     assert_eq!(res.status, 503);
     assert_eq!(res.header("retry-after"), Some("1"));
     assert_eq!(res.header("connection"), Some("close"));
     assert!(server.stats().shed_connections >= 1);
+}
+
+#[test]
+fn a_client_that_stops_reading_a_download_does_not_pin_the_only_worker() {
+    let server = TestServer::start(|c| c.threads = 1);
+    big_file(&server, "big.bin", 64 << 20);
+    let mut hog = server.connect();
+    hog.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    assert_eq!(server.get("/a.txt").status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "worker pinned by a reader that stopped"
+    );
+    // The parked download resumes when its client reads again, byte-exact.
+    let mut r = BufReader::new(hog);
+    let res = read_response(&mut r, false).unwrap();
+    assert_eq!(res.body.len(), 64 << 20);
+    assert!(res.body.iter().all(|&b| b == b'x'));
 }
 
 #[test]
