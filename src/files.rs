@@ -3,11 +3,11 @@
 
 use crate::limits::{META_CACHE_ENTRIES, META_CACHE_TTL};
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a path names.
@@ -151,14 +151,21 @@ impl MetaCache {
 
     /// The entry for `key` if it was checked less than [`META_CACHE_TTL`] ago.
     fn fresh(&mut self, key: &str) -> Option<&mut Cached> {
-        self.entries.get_mut(key).filter(|c| c.checked.elapsed() < META_CACHE_TTL)
+        self.entries
+            .get_mut(key)
+            .filter(|c| c.checked.elapsed() < META_CACHE_TTL)
     }
 
     fn insert(&mut self, key: &str, file: Rc<File>, meta: Meta) {
         if self.entries.len() >= META_CACHE_ENTRIES && !self.entries.contains_key(key) {
             self.entries.clear();
         }
-        let entry = Cached { file, meta, checked: Instant::now(), variants: None };
+        let entry = Cached {
+            file,
+            meta,
+            checked: Instant::now(),
+            variants: None,
+        };
         self.entries.insert(key.to_string(), entry);
     }
 
@@ -315,7 +322,11 @@ mod tests {
         cache.entries.get_mut("a.txt").unwrap().checked -= META_CACHE_TTL;
         let (f3, m3) = open_cached(&root, &path, "a.txt", false, &mut cache).unwrap();
         assert!(!Rc::ptr_eq(&f1, &f3));
-        assert_eq!((m1, cache.variants("a.txt")), (m3, None), "variants are looked up again");
+        assert_eq!(
+            (m1, cache.variants("a.txt")),
+            (m3, None),
+            "variants are looked up again"
+        );
         // A replaced file is checked afresh.
         fs::remove_file(&path).unwrap();
         fs::write(&path, b"second").unwrap();

@@ -194,8 +194,14 @@ impl Worker<'_> {
         if self.shared.is_shutting_down() && conn.start == conn.end {
             return Next::Close;
         }
-        // Linger only when no other connection is waiting for a worker.
+        // Linger only when no other connection is waiting for a worker. Without a
+        // linger, a connection that has just been answered is parked straight away: its
+        // client is still reading the response, and epoll reports the next request
+        // (or one already sent) as soon as it is there, one `recv` cheaper.
         let wait = if limits.linger.is_zero() || !self.jobs.is_empty() {
+            if conn.head_deadline.is_none() && conn.start == conn.end {
+                return Next::Park;
+            }
             Wait::No
         } else {
             Wait::Linger
