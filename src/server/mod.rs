@@ -46,8 +46,8 @@ impl Shared {
 
     /// Hands a connection that waits for its client to the idle watcher (or closes it
     /// during shutdown, unless a response is still going out). The worker arms the
-    /// poller itself, so the watcher needs no wake-up: it sees the connection when its
-    /// event fires or at its next sweep.
+    /// poller itself (one `epoll_ctl`); the notification that makes the watcher take the
+    /// connection is coalesced by `polling`, so a busy watcher costs no extra syscall.
     pub fn park(&self, mut conn: Conn) {
         if self.is_shutting_down() && conn.pending.is_none() {
             return;
@@ -55,7 +55,9 @@ impl Shared {
         conn.shrink_if_empty();
         match conn.arm(&self.poller) {
             Ok(()) => {
-                let _ = self.parked_tx.send(conn);
+                if self.parked_tx.send(conn).is_ok() {
+                    let _ = self.poller.notify();
+                }
             }
             Err(e) => log::warn!("cannot park {}: {e}", conn.peer),
         }

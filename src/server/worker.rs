@@ -136,6 +136,10 @@ impl Worker<'_> {
                 conn.idle_since = Instant::now();
                 match next {
                     Next::Continue if self.shared.is_shutting_down() => Next::Close,
+                    // Without a linger, a connection just answered is parked at once: its
+                    // client is still reading the response, and epoll reports the next
+                    // request (or one already sent) as soon as it is there.
+                    Next::Continue if conn.start == conn.end && self.no_linger() => Next::Park,
                     next => next,
                 }
             }
@@ -154,6 +158,12 @@ impl Worker<'_> {
                 Next::Close
             }
         }
+    }
+
+    /// Whether to skip waiting on a quiet connection: no linger configured, or other
+    /// connections are queued for a worker.
+    fn no_linger(&self) -> bool {
+        self.shared.config.limits.linger.is_zero() || !self.jobs.is_empty()
     }
 
     /// Sends more of a response that had to wait for its client.
@@ -194,18 +204,8 @@ impl Worker<'_> {
         if self.shared.is_shutting_down() && conn.start == conn.end {
             return Next::Close;
         }
-        // Linger only when no other connection is waiting for a worker. Without a
-        // linger, a connection that has just been answered is parked straight away: its
-        // client is still reading the response, and epoll reports the next request
-        // (or one already sent) as soon as it is there, one `recv` cheaper.
-        let wait = if limits.linger.is_zero() || !self.jobs.is_empty() {
-            if conn.head_deadline.is_none() && conn.start == conn.end {
-                return Next::Park;
-            }
-            Wait::No
-        } else {
-            Wait::Linger
-        };
+        // Linger only when no other connection is waiting for a worker.
+        let wait = if self.no_linger() { Wait::No } else { Wait::Linger };
         match conn.fill(wait, limits.max_head_bytes) {
             Ok(0) => Next::Close,
             Ok(_) => {
