@@ -29,7 +29,10 @@ fn serve(cli: Cli) -> Result<(), String> {
     let config = cli.into_config().map_err(|e| e.to_string())?;
     let threads = config.threads;
     let root = config.root.path().display().to_string();
+    let max_connections = config.limits.max_connections;
     let server = Server::bind(config).map_err(|e| e.to_string())?;
+    // After bind, so a start-up error stays the only line on stderr.
+    raise_fd_limit(max_connections);
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -50,6 +53,50 @@ fn serve(cli: Cli) -> Result<(), String> {
     let _ = std::io::stdout().flush();
     server.run().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit: every open connection is a file
+/// descriptor, and the usual soft default (1024) would cap the server far below
+/// `--max-connections`. Logs the limit it ends up with; never fails start-up.
+fn raise_fd_limit(max_connections: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        log::warn!("cannot read the open-file limit: {}", std::io::Error::last_os_error());
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim = raised;
+        } else {
+            log::warn!(
+                "cannot raise the open-file limit from {} to {}: {}",
+                lim.rlim_cur,
+                lim.rlim_max,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    let limit = if lim.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        lim.rlim_cur.to_string()
+    };
+    log::info!("open-file limit: {limit} (--max-connections {max_connections})");
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < max_connections as u64 + 64 {
+        log::warn!(
+            "the open-file limit ({limit}) is below --max-connections ({max_connections}) plus room for \
+             files being served; raise `ulimit -n` or lower --max-connections"
+        );
+    }
 }
 
 /// `0.0.0.0:8080` is not a URL anyone can open; show a loopback URL for it.
