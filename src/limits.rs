@@ -85,7 +85,7 @@ pub const LOG_BATCH_AGE: Duration = Duration::from_millis(50);
 pub const META_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Paths (each an open file descriptor) each worker's cache holds; it is emptied when
-/// full. 64 workers × 64 = 4,096 descriptors at most, beside `MAX_CONNECTIONS`.
+/// full. 8 workers × 64 = 512 descriptors (64 workers: 4,096), beside `MAX_CONNECTIONS`.
 pub const META_CACHE_ENTRIES: usize = 64;
 
 /// Files up to this size are read into the response-head buffer and sent with the
