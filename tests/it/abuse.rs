@@ -789,7 +789,7 @@ fn roundtrip(s: &mut TcpStream, request: &[u8], body_len: usize, buf: &mut [u8])
     }
 }
 
-/// What one keep-alive client got for a 1 KiB file over a window.
+/// What keep-alive clients got for a 1 KiB file over a window.
 #[derive(Debug)]
 struct Rate {
     /// 200s per second.
@@ -844,10 +844,26 @@ fn throughput(addr: SocketAddr, window: Duration) -> Rate {
     }
 }
 
-/// The median of three measurements over a third of `window` each, so that a burst of
-/// work elsewhere on the machine (other tests) skews one third at most.
-fn median_throughput(addr: SocketAddr, window: Duration) -> Rate {
-    let mut rates: Vec<Rate> = (0..3).map(|_| throughput(addr, window / 3)).collect();
+/// Two keep-alive clients at once, their rates summed: one client's rate depends on
+/// whether the scheduler puts it on the same core as its worker; two fill both cores.
+fn two_clients(addr: SocketAddr, window: Duration) -> Rate {
+    let other = thread::spawn(move || throughput(addr, window));
+    let a = throughput(addr, window);
+    let b = other.join().unwrap();
+    Rate {
+        ok_per_sec: a.ok_per_sec + b.ok_per_sec,
+        failures: a.failures + b.failures,
+        first_failure: a.first_failure.or(b.first_failure),
+        worst: a.worst.max(b.worst),
+    }
+}
+
+/// The best of five measurements over a fifth of `window` each. Work elsewhere on the
+/// machine (other tests sharing the 2 cores) only ever lowers a measurement, so the
+/// best one is the least disturbed estimate, loaded or not; an engine that starves
+/// normal clients under attack loses every slice.
+fn best_throughput(addr: SocketAddr, window: Duration) -> Rate {
+    let mut rates: Vec<Rate> = (0..5).map(|_| two_clients(addr, window / 5)).collect();
     rates.sort_by(|a, b| a.ok_per_sec.total_cmp(&b.ok_per_sec));
     let failures = rates.iter().map(|r| r.failures).sum();
     let worst = rates.iter().map(|r| r.worst).max().unwrap_or_default();
@@ -856,7 +872,7 @@ fn median_throughput(addr: SocketAddr, window: Duration) -> Rate {
         failures,
         worst,
         first_failure,
-        ..rates.swap_remove(1)
+        ..rates.pop().unwrap()
     }
 }
 
@@ -873,7 +889,7 @@ fn slow_clients(plan: Slow) {
     write(&server.root(), "big.bin", &vec![b'b'; 10 << 20]);
     let addr = server.addr;
     throughput(addr, Duration::from_millis(200)); // warm-up
-    let unloaded = median_throughput(addr, plan.window);
+    let unloaded = best_throughput(addr, plan.window);
 
     let (ready, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let give_up = plan.head_timeout + plan.write_timeout + plan.window * 2 + Duration::from_secs(30);
@@ -887,7 +903,7 @@ fn slow_clients(plan: Slow) {
         thread::sleep(Duration::from_millis(20));
     }
     let under_attack = server.stats();
-    let loaded = median_throughput(addr, plan.window);
+    let loaded = best_throughput(addr, plan.window);
     stop.store(true, Ordering::Relaxed);
     let attack_ended = Instant::now();
     let report = attacker.join().unwrap();
@@ -959,6 +975,9 @@ fn slowloris_and_slow_readers_scaled_keep_throughput_and_are_cut_off() {
     slow_clients(Slow {
         heads: 200,
         readers: 50,
+        // The shipped default (4 per CPU, 8 here) has too little slack for a stable
+        // ratio while other tests share the 2 cores (0.45-0.98 measured); the
+        // full-size run below uses the default.
         threads: 64,
         head_timeout: Duration::from_secs(2),
         write_timeout: Duration::from_secs(2),
@@ -973,7 +992,7 @@ fn full_size_slowloris_and_slow_readers_keep_throughput_and_are_cut_off() {
     slow_clients(Slow {
         heads: 2000,
         readers: 500,
-        threads: 64,
+        threads: threadserve::config::default_threads(),
         head_timeout: Duration::from_secs(2),
         write_timeout: Duration::from_secs(2),
         window: Duration::from_secs(3),
@@ -1256,6 +1275,7 @@ fn fetch_around(server: &TestServer, path: &str, first: usize, change: impl FnOn
 
 #[test]
 fn files_deleted_replaced_truncated_or_grown_while_sent_end_only_that_response() {
+    let _turn = heavy();
     let server = TestServer::start(|_| {});
     let root = server.root();
     let len = 8 << 20;
@@ -1422,6 +1442,7 @@ fn an_unreadable_directory_is_refused_or_as_root_served_honestly() {
 
 #[test]
 fn clients_resetting_mid_response_or_mid_head_free_their_workers() {
+    let _turn = heavy();
     let server = TestServer::start(|c| c.threads = 4);
     write(&server.root(), "big.bin", &vec![b'x'; 32 << 20]);
     let addr = server.addr;
@@ -1457,6 +1478,7 @@ fn clients_resetting_mid_response_or_mid_head_free_their_workers() {
 
 #[test]
 fn panicking_requests_from_many_clients_never_take_a_worker_down() {
+    let _turn = heavy();
     let server = TestServer::start(|c| {
         c.threads = 2;
         c.panic_path = Some("/boom".into());
