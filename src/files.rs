@@ -158,7 +158,10 @@ impl MetaCache {
 
     fn insert(&mut self, key: &str, file: Rc<File>, meta: Meta) {
         if self.entries.len() >= META_CACHE_ENTRIES && !self.entries.contains_key(key) {
-            self.entries.clear();
+            self.purge();
+            if self.entries.len() >= META_CACHE_ENTRIES {
+                self.entries.clear();
+            }
         }
         let entry = Cached {
             file,
@@ -167,6 +170,11 @@ impl MetaCache {
             variants: None,
         };
         self.entries.insert(key.to_string(), entry);
+    }
+
+    /// Drops (and so closes) every entry past its TTL.
+    pub fn purge(&mut self) {
+        self.entries.retain(|_, c| c.checked.elapsed() < META_CACHE_TTL);
     }
 
     /// Which variants (in `encoding::preference_order`) exist for `key`, if known.

@@ -108,7 +108,7 @@ fn display_addr(addr: SocketAddr) -> String {
     }
 }
 
-/// Sends `GET path` to the server and exits 0 if the status is below 500.
+/// Sends `HEAD path` to the server and exits 0 if the status is below 500.
 fn healthcheck(bind: &str, port: Option<u16>, path: &str) -> ExitCode {
     let check = || -> Result<u16, String> {
         let addr = config::resolve_bind(bind, port).map_err(|e| e.to_string())?;

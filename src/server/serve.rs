@@ -52,6 +52,13 @@ pub struct Scratch {
     cache: MetaCache,
 }
 
+impl Scratch {
+    /// Closes cached files not used within their TTL.
+    pub fn purge_cache(&mut self) {
+        self.cache.purge();
+    }
+}
+
 /// Plans the response to `head` and queues it in `scratch.segs`; nothing is written
 /// here (the worker sends the segments, so a slow reader can be parked mid-response).
 pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Result<Outcome> {

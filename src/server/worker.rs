@@ -7,10 +7,10 @@ use super::serve::{self, Scratch};
 use super::Shared;
 use crate::config::LogFormat;
 use crate::head::{self, Head, Parsed};
-use crate::limits::{LOG_BATCH, LOG_BATCH_AGE};
+use crate::limits::{LOG_BATCH, LOG_BATCH_AGE, META_CACHE_TTL};
 use crate::stats::{Msg, Record};
 use crate::status::Status;
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream};
@@ -85,14 +85,21 @@ enum Next {
 }
 
 impl Worker<'_> {
-    /// The next connection to serve; flushes the log batch before waiting for one.
+    /// The next connection to serve; flushes the log batch before waiting for one, and
+    /// while waiting closes cached files past their TTL (so a deleted file's space is
+    /// freed even when this worker sits idle).
     fn next_job(&mut self) -> Option<Conn> {
         match self.jobs.try_recv() {
-            Ok(conn) => Some(conn),
-            Err(TryRecvError::Disconnected) => None,
-            Err(TryRecvError::Empty) => {
-                self.log.flush(self.shared);
-                self.jobs.recv().ok()
+            Ok(conn) => return Some(conn),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => self.log.flush(self.shared),
+        }
+        loop {
+            self.scratch.purge_cache();
+            match self.jobs.recv_timeout(META_CACHE_TTL) {
+                Ok(conn) => return Some(conn),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
     }
@@ -196,17 +203,26 @@ impl Worker<'_> {
     fn read_more(&mut self, conn: &mut Conn) -> Next {
         let limits = &self.shared.config.limits;
         let now = Instant::now();
-        if conn.head_deadline.is_some_and(|d| now >= d) {
-            let page = serve::error_response(Status::RequestTimeout, "The request head did not arrive in time.");
-            let _ = conn.stream.write_all(&page);
-            return Next::Close;
-        }
+        // Past the deadline, bytes the client sent in time (while the connection sat in
+        // the queue) still count: take what is there, and answer 408 only if the head
+        // is still incomplete after that.
+        let late = conn.head_deadline.is_some_and(|d| now >= d);
         if self.shared.is_shutting_down() && conn.start == conn.end {
             return Next::Close;
         }
         // Linger only when no other connection is waiting for a worker.
-        let wait = if self.no_linger() { Wait::No } else { Wait::Linger };
-        match conn.fill(wait, limits.max_head_bytes) {
+        let wait = if late || self.no_linger() {
+            Wait::No
+        } else {
+            Wait::Linger
+        };
+        let filled = conn.fill(wait, limits.max_head_bytes);
+        if late && !matches!(filled, Ok(n) if n > 0) {
+            let page = serve::error_response(Status::RequestTimeout, "The request head did not arrive in time.");
+            let _ = conn.stream.write_all(&page);
+            return Next::Close;
+        }
+        match filled {
             Ok(0) => Next::Close,
             Ok(_) => {
                 if conn.head_deadline.is_none() {
@@ -268,6 +284,10 @@ impl Worker<'_> {
             }
             Ok(Flush::Blocked) => match output::into_owned(&mut self.scratch.segs) {
                 Ok(segs) => {
+                    // A client that could not keep up once is served without waiting from
+                    // now on: a full buffer parks the response at once instead of holding
+                    // the worker for another WRITE_LINGER (its reads no longer linger).
+                    let _ = stream.set_nonblocking(true);
                     let deadline = Instant::now() + self.shared.config.limits.write_timeout;
                     *pending = Some(Pending {
                         segs,

@@ -1586,7 +1586,6 @@ fn sigterm_under_concurrent_load_loses_no_access_log_record() {
 /// workers 5 s later, after requests for other paths). nginx closes open_file_cache
 /// entries unused for `inactive` (60 s by default).
 #[test]
-#[ignore = "engine bug, files.rs MetaCache: expired entries keep their descriptors; un-ignore once they are dropped"]
 fn a_deleted_file_is_not_held_open_long_after_the_cache_ttl() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "big.bin", &vec![b'b'; 1 << 20]);
