@@ -11,6 +11,7 @@
 mod conn;
 mod idle;
 mod output;
+mod represent;
 mod serve;
 mod worker;
 

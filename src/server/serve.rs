@@ -1,22 +1,20 @@
-//! Executes one request: decode the path, open what it names, plan, and write the
-//! response. The decisions come from `respond`; this file only does the I/O they need.
+//! Answers one request: decode the path, open what it names, plan, and queue the
+//! response as segments for the worker to send. The decisions come from `respond`;
+//! this file only does the filesystem I/O they need. File responses (validators,
+//! ranges, precompressed variants) are in `represent`.
 
 use super::output::{Segment, Segments};
+use super::represent::content_type_header;
 use super::Shared;
-use crate::conditional::Validators;
-use crate::encoding::{self, Encoding};
 use crate::files::{self, Kind, Meta, MetaCache, OpenError};
 use crate::head::{self, Head};
-use crate::limits::INLINE_BODY_MAX;
 use crate::listing;
-use crate::range::{self, ByteRange};
 use crate::resolve::{self, UrlPath};
-use crate::respond::{self, FileRequest, Plan, Refusal, FORBIDDEN, NOT_FOUND};
+use crate::respond::{self, Plan, Refusal, FORBIDDEN, NOT_FOUND};
 use crate::status::Status;
 use crate::wire::{self, Connection};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -29,18 +27,6 @@ pub struct Outcome {
     pub bytes: u64,
     /// The connection must close after this response.
     pub close: bool,
-}
-
-/// An opened file ready to be sent, with what the response says about it.
-struct Representation {
-    file: Rc<File>,
-    meta: Meta,
-    /// Path relative to the root of the file the client asked for (for its type).
-    rel: String,
-    /// The precompressed variant being sent instead, if any.
-    encoding: Option<Encoding>,
-    /// A precompressed variant exists, so the response varies by Accept-Encoding.
-    vary: bool,
 }
 
 /// A worker's reusable state: the response being built and its open-file cache.
@@ -112,62 +98,65 @@ pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Resul
         };
     }
     drop(file);
-    let index_path = path.join("index.html");
-    let index_rel = if url.rel.is_empty() {
-        "index.html".to_string()
-    } else {
-        format!("{}/index.html", url.rel)
-    };
-    let index = match url.trailing_slash {
-        true => res.open(&index_path, &index_rel).ok(),
-        false => None,
-    };
-    match respond::plan_directory(&url, target.query, index.as_ref().map(|(_, m)| m), config.listing) {
-        Plan::Full { .. } => {
-            let (file, meta) = index.expect("plan_directory plans Full only with an index");
-            let rel = if url.rel.is_empty() {
-                "index.html".to_string()
-            } else {
-                format!("{}/index.html", url.rel)
-            };
-            res.representation(head, &index_path, file, meta, &rel)
-        }
-        Plan::Redirect { location } => res.redirect(&location),
-        Plan::Listing => res.listing(&url, &path, listing::wants_json(head.accept, target.query)),
-        Plan::Error(r) if r.status == Status::NotFound => res.not_found(head),
-        Plan::Error(r) => res.refuse(r),
-        other => unreachable!("plan_directory never plans {other:?}"),
-    }
+    res.directory(head, &url, target.query, &path)
 }
 
 const EXHAUSTED: Refusal = Refusal::close(Status::ServiceUnavailable, "The server is out of file descriptors.");
 
-/// Writes responses for one request.
-struct Responder<'a> {
-    shared: &'a Shared,
-    out: &'a mut Vec<u8>,
-    segs: &'a mut Segments,
-    cache: &'a mut MetaCache,
-    head_only: bool,
-    http10: bool,
-    close: bool,
+/// Builds the response to one request.
+pub(super) struct Responder<'a> {
+    pub(super) shared: &'a Shared,
+    pub(super) out: &'a mut Vec<u8>,
+    pub(super) segs: &'a mut Segments,
+    pub(super) cache: &'a mut MetaCache,
+    pub(super) head_only: bool,
+    pub(super) http10: bool,
+    pub(super) close: bool,
 }
 
 impl Responder<'_> {
     /// Opens a path under the root through the worker's metadata cache.
-    fn open(&mut self, path: &Path, rel: &str) -> Result<(Rc<File>, Meta), OpenError> {
+    pub(super) fn open(&mut self, path: &Path, rel: &str) -> Result<(Rc<File>, Meta), OpenError> {
         let config = &self.shared.config;
         files::open_cached(&config.root, path, rel, config.follow_symlinks, self.cache)
     }
 
+    /// A request that named a directory: redirect to the slash form, its
+    /// `index.html`, a listing, or not found.
+    fn directory(&mut self, head: &Head, url: &UrlPath, query: Option<&str>, path: &Path) -> io::Result<Outcome> {
+        let index_path = path.join("index.html");
+        let index_rel = if url.rel.is_empty() {
+            "index.html".to_string()
+        } else {
+            format!("{}/index.html", url.rel)
+        };
+        let index = if url.trailing_slash {
+            self.open(&index_path, &index_rel).ok()
+        } else {
+            None
+        };
+        let listing = self.shared.config.listing;
+        match respond::plan_directory(url, query, index.as_ref().map(|(_, m)| m), listing) {
+            Plan::Full { .. } => {
+                let (file, meta) = index.expect("plan_directory plans Full only with an index");
+                self.representation(head, &index_path, file, meta, &index_rel)
+            }
+            Plan::Redirect { location } => self.redirect(&location),
+            Plan::Listing => self.listing(url, path, listing::wants_json(head.accept, query)),
+            Plan::Error(r) if r.status == Status::NotFound => self.not_found(head),
+            Plan::Error(r) => self.refuse(r),
+            other => unreachable!("plan_directory never plans {other:?}"),
+        }
+    }
+
     /// Starts a head in `out`.
-    fn begin(&mut self, status: Status) {
+    pub(super) fn begin(&mut self, status: Status) {
         self.out.clear();
         wire::start(self.out, status);
     }
 
     /// Ends the head: configured extra headers, CORS, `Connection`, blank line.
-    fn end_head(&mut self) {
+    pub(super) fn end_head(&mut self) {
         let config = &self.shared.config;
         if config.cors {
             wire::header(self.out, "Access-Control-Allow-Origin", "*");
@@ -184,13 +173,13 @@ impl Responder<'_> {
     }
 
     /// Queues the head (and any inline body) built in `out`.
-    fn write_out(&mut self) -> io::Result<()> {
+    pub(super) fn write_out(&mut self) -> io::Result<()> {
         let bytes = std::mem::replace(self.out, Vec::with_capacity(512));
         self.segs.push_back(Segment::Bytes(bytes, 0));
         Ok(())
     }
 
-    fn outcome(&self, status: Status, bytes: u64) -> io::Result<Outcome> {
+    pub(super) fn outcome(&self, status: Status, bytes: u64) -> io::Result<Outcome> {
         Ok(Outcome {
             status,
             bytes,
@@ -223,11 +212,11 @@ impl Responder<'_> {
         self.outcome(status, sent as u64)
     }
 
-    fn refuse(&mut self, r: Refusal) -> io::Result<Outcome> {
+    pub(super) fn refuse(&mut self, r: Refusal) -> io::Result<Outcome> {
         self.refuse_with(r, &[])
     }
 
-    fn refuse_with(&mut self, r: Refusal, extra: &[(&str, &str)]) -> io::Result<Outcome> {
+    pub(super) fn refuse_with(&mut self, r: Refusal, extra: &[(&str, &str)]) -> io::Result<Outcome> {
         self.close |= r.close;
         let page = wire::error_page(r.status, r.message);
         let allow: &[(&str, &str)] = match (r.status, self.shared.config.cors) {
@@ -266,7 +255,7 @@ impl Responder<'_> {
     }
 
     /// Nothing matched: the `--fallback` file (200), the `--404` page, or the default.
-    fn not_found(&mut self, head: &Head) -> io::Result<Outcome> {
+    pub(super) fn not_found(&mut self, head: &Head) -> io::Result<Outcome> {
         let config = &self.shared.config;
         if let Some(rel) = &config.fallback {
             let path = config.root.join(rel);
@@ -287,7 +276,7 @@ impl Responder<'_> {
     }
 
     /// A file sent whole with a fixed status (custom error pages): no validators.
-    fn page(&mut self, status: Status, rel: &str, file: Rc<File>, len: u64) -> io::Result<Outcome> {
+    pub(super) fn page(&mut self, status: Status, rel: &str, file: Rc<File>, len: u64) -> io::Result<Outcome> {
         self.begin(status);
         content_type_header(self.out, rel);
         wire::header_num(self.out, "Content-Length", len);
@@ -334,261 +323,6 @@ impl Responder<'_> {
         let body = listing::render_html(&display, &entries);
         self.small(Status::Ok, "text/html; charset=utf-8", body.as_bytes(), &vary)
     }
-
-    /// Picks the precompressed variant (if any) and sends the file as planned by
-    /// `respond::plan_representation`.
-    fn representation(
-        &mut self,
-        head: &Head,
-        path: &Path,
-        file: Rc<File>,
-        meta: Meta,
-        rel: &str,
-    ) -> io::Result<Outcome> {
-        let mut rep = Representation {
-            file,
-            meta,
-            rel: rel.to_string(),
-            encoding: None,
-            vary: false,
-        };
-        if self.shared.config.precompressed {
-            self.negotiate(head, path, &mut rep);
-        }
-        if rep.encoding.is_none() && rep.vary && encoding::identity_refused(head.accept_encoding) {
-            let msg = "No acceptable encoding of this file exists.";
-            return self.refuse_with(
-                Refusal::keep(Status::NotAcceptable, msg),
-                &[("Vary", "Accept-Encoding")],
-            );
-        }
-        let mut etag = rep.meta.etag();
-        if let Some(enc) = rep.encoding {
-            // A distinct strong validator per encoding (RFC 9110 §8.8.3).
-            etag.insert_str(etag.len() - 1, &format!("-{}", enc.token()));
-        }
-        let validators = Validators {
-            etag,
-            last_modified: rep.meta.mtime,
-        };
-        match respond::plan_representation(&FileRequest::from_head(head), rep.meta.len, &validators) {
-            Plan::Full { len } => self.full(&rep, &validators, len),
-            Plan::Partial { range, len } => self.partial(&rep, &validators, range, len),
-            Plan::Multipart { ranges, len } => self.multipart(&rep, &validators, &ranges, len),
-            Plan::NotModified => {
-                self.begin(Status::NotModified);
-                self.validator_headers(&rep, &validators);
-                self.end_head();
-                self.write_out()?;
-                self.outcome(Status::NotModified, 0)
-            }
-            Plan::PreconditionFailed => {
-                self.refuse(Refusal::keep(Status::PreconditionFailed, "A precondition failed."))
-            }
-            Plan::RangeNotSatisfiable { len } => {
-                let cr = range::content_range_unsatisfied(len);
-                let msg = "The requested range is not satisfiable.";
-                self.refuse_with(
-                    Refusal::keep(Status::RangeNotSatisfiable, msg),
-                    &[("Content-Range", &cr)],
-                )
-            }
-            other => unreachable!("plan_representation never plans {other:?}"),
-        }
-    }
-
-    /// Looks for `FILE.br`, `FILE.zst`, `FILE.gz` in that order; takes the first the
-    /// client accepts, and notes whether any exists (for `Vary`). What exists is
-    /// remembered in the worker's metadata cache, so most requests stat nothing here.
-    fn negotiate(&mut self, head: &Head, path: &Path, rep: &mut Representation) {
-        let variant_path = |enc: Encoding| {
-            let mut v = path.as_os_str().to_owned();
-            v.push(enc.ext());
-            std::path::PathBuf::from(v)
-        };
-        let order = encoding::preference_order();
-        let exists = match self.cache.variants(&rep.rel) {
-            Some(known) => known,
-            None => {
-                let found = order.map(|enc| std::fs::metadata(variant_path(enc)).is_ok_and(|m| m.is_file()));
-                self.cache.set_variants(&rep.rel, found);
-                found
-            }
-        };
-        rep.vary = exists.contains(&true);
-        let accepted = encoding::acceptable(head.accept_encoding);
-        for (enc, _) in order
-            .into_iter()
-            .zip(exists)
-            .filter(|&(enc, e)| e && accepted.accepts(enc))
-        {
-            let key = format!("{}{}", rep.rel, enc.ext());
-            if let Ok((file, meta)) = self.open(&variant_path(enc), &key) {
-                if meta.kind == Kind::File {
-                    rep.file = file;
-                    rep.meta = meta;
-                    rep.encoding = Some(enc);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Headers describing the representation, shared by 200, 206 and 304.
-    fn validator_headers(&mut self, rep: &Representation, v: &Validators) {
-        wire::header_date(self.out, "Last-Modified", v.last_modified);
-        wire::header(self.out, "ETag", &v.etag);
-        let config = &self.shared.config;
-        let cache = if config.immutable.iter().any(|p| p.matches(&rep.rel)) {
-            Some("public, max-age=31536000, immutable")
-        } else {
-            config.cache_control.as_deref()
-        };
-        if let Some(cc) = cache {
-            wire::header(self.out, "Cache-Control", cc);
-        }
-        if rep.vary {
-            wire::header(self.out, "Vary", "Accept-Encoding");
-        }
-    }
-
-    fn entity_headers(&mut self, rep: &Representation, v: &Validators) {
-        self.validator_headers(rep, v);
-        wire::header(self.out, "Accept-Ranges", "bytes");
-        if let Some(enc) = rep.encoding {
-            wire::header(self.out, "Content-Encoding", enc.token());
-        }
-    }
-
-    /// 200: head in one write, then the body with sendfile; a small body
-    /// rides in the same write as the head.
-    fn full(&mut self, rep: &Representation, v: &Validators, len: u64) -> io::Result<Outcome> {
-        self.begin(Status::Ok);
-        content_type_header(self.out, &rep.rel);
-        wire::header_num(self.out, "Content-Length", len);
-        self.entity_headers(rep, v);
-        self.end_head();
-        if self.head_only {
-            self.write_out()?;
-            return self.outcome(Status::Ok, 0);
-        }
-        if len <= INLINE_BODY_MAX {
-            let read = read_into(&rep.file, self.out, len as usize)? as u64;
-            if read < len {
-                log::warn!(
-                    "{}: file shrank before it was sent ({read} of {len} bytes); closing",
-                    rep.rel
-                );
-                self.close = true;
-            }
-            self.write_out()?;
-            return self.outcome(Status::Ok, read);
-        }
-        self.write_out()?;
-        let sent = self.body(&rep.file, 0, len)?;
-        self.outcome(Status::Ok, sent)
-    }
-
-    fn partial(&mut self, rep: &Representation, v: &Validators, r: ByteRange, len: u64) -> io::Result<Outcome> {
-        self.begin(Status::PartialContent);
-        content_type_header(self.out, &rep.rel);
-        wire::header_num(self.out, "Content-Length", r.len());
-        wire::header(self.out, "Content-Range", &range::content_range(&r, len));
-        self.entity_headers(rep, v);
-        self.end_head();
-        self.write_out()?;
-        let sent = self.body(&rep.file, r.start, r.len())?;
-        self.outcome(Status::PartialContent, sent)
-    }
-
-    fn multipart(
-        &mut self,
-        rep: &Representation,
-        v: &Validators,
-        ranges: &[ByteRange],
-        len: u64,
-    ) -> io::Result<Outcome> {
-        let boundary = boundary();
-        let (mime, text) = respond::content_type(&rep.rel);
-        let part_type = if text {
-            format!("{mime}; charset=utf-8")
-        } else {
-            mime.to_string()
-        };
-        self.begin(Status::PartialContent);
-        wire::header(
-            self.out,
-            "Content-Type",
-            &format!("multipart/byteranges; boundary={boundary}"),
-        );
-        wire::header_num(
-            self.out,
-            "Content-Length",
-            range::multipart_len(ranges, len, &part_type, &boundary),
-        );
-        self.entity_headers(rep, v);
-        self.end_head();
-        self.write_out()?;
-        let mut sent = 0;
-        for r in ranges {
-            let part = range::multipart_part_head(r, len, &part_type, &boundary);
-            sent += part.len() as u64;
-            self.segs.push_back(Segment::Bytes(part.into_bytes(), 0));
-            sent += self.body(&rep.file, r.start, r.len())?;
-        }
-        let tail = range::multipart_tail(&boundary);
-        sent += tail.len() as u64;
-        self.segs.push_back(Segment::Bytes(tail.into_bytes(), 0));
-        self.outcome(Status::PartialContent, sent)
-    }
-
-    /// Queues `len` bytes of `file` from `start`, to go out with sendfile.
-    fn body(&mut self, file: &Rc<File>, start: u64, len: u64) -> io::Result<u64> {
-        self.segs.push_back(Segment::File {
-            file: Rc::clone(file),
-            offset: start,
-            len,
-        });
-        Ok(len)
-    }
-}
-
-/// Appends up to `len` bytes of `file` to `out` (one `read` for a regular file);
-/// returns how many arrived (fewer if the file shrank).
-fn read_into(file: &File, out: &mut Vec<u8>, len: usize) -> io::Result<usize> {
-    let start = out.len();
-    out.resize(start + len, 0);
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut out[start + filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    out.truncate(start + filled);
-    Ok(filled)
-}
-
-/// `Content-Type` for a path, with `charset=utf-8` on text types.
-fn content_type_header(out: &mut Vec<u8>, rel: &str) {
-    let (mime, text) = respond::content_type(rel);
-    if text {
-        wire::header(out, "Content-Type", &format!("{mime}; charset=utf-8"));
-    } else {
-        wire::header(out, "Content-Type", mime);
-    }
-}
-
-/// A multipart boundary from std's per-process random hash keys plus a counter.
-fn boundary() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    format!("threadserve-{:016x}", h.finish())
 }
 
 /// A complete error response (head and page) that closes the connection, for threads
