@@ -210,13 +210,18 @@ impl Server {
         drop(listener);
 
         let grace = config.limits.grace_period;
-        if let Err(crossbeam_channel::RecvTimeoutError::Timeout) = done_rx.recv_timeout(grace) {
-            log::warn!(
-                "grace period of {grace:?} over with {} worker(s) still busy; exiting anyway",
-                shared.gauges.busy.load(Ordering::Relaxed)
-            );
+        match done_rx.recv_timeout(grace) {
+            // Workers end once the idle watcher has finished the last parked response.
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                let _ = idle_thread.join();
+            }
+            // Past the grace period nothing more is waited for: responses still going
+            // out (in a worker, or parked for a slow reader) are cut when we return.
+            _ => log::warn!(
+                "grace period of {grace:?} over with {} connection(s) still open; exiting anyway",
+                shared.gauges.open.load(Ordering::Relaxed)
+            ),
         }
-        let _ = idle_thread.join();
         let _ = shared.log.send(Msg::Stop);
         let snapshot = log_thread.join().unwrap_or_default();
         log::info!("stopped: {}", serde_json::to_string(&snapshot).unwrap_or_default());

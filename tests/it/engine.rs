@@ -189,6 +189,23 @@ fn a_file_that_shrinks_while_sent_ends_the_connection_cleanly() {
 }
 
 #[test]
+fn shutdown_ends_at_the_grace_period_even_with_a_parked_slow_reader() {
+    let server = TestServer::start(|c| c.limits.grace_period = Duration::from_secs(1));
+    big_file(&server, "big.bin", 64 << 20);
+    let mut slow = server.connect();
+    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the response is parked by now
+    let t = Instant::now();
+    server.stop();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "did not wait for the in-flight response: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "waited past the grace period: {took:?}");
+}
+
+#[test]
 fn shutdown_closes_idle_connections_and_returns_counters() {
     let server = TestServer::start(|_| {});
     let mut s = server.connect();
