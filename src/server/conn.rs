@@ -51,6 +51,8 @@ pub struct Conn {
     pub idle_since: Instant,
     /// The rest of a response the client has not taken yet.
     pub pending: Option<Pending>,
+    /// The socket was made non-blocking (after its first parked response).
+    nonblocking: bool,
     /// The poller this connection is registered with (from its first park until it
     /// drops; one-shot, so a worker re-arms it each time it parks).
     watch: Option<Arc<Poller>>,
@@ -103,6 +105,7 @@ impl Conn {
             head_deadline: Some(head_deadline),
             idle_since: Instant::now(),
             pending: None,
+            nonblocking: false,
             watch: None,
         }
     }
@@ -110,6 +113,16 @@ impl Conn {
     /// The key this connection has in the poller.
     pub fn key(&self) -> usize {
         self.stream.as_raw_fd() as usize
+    }
+
+    /// Makes the socket non-blocking, once: a client that could not keep up with a
+    /// response is served without waiting from then on (a full buffer parks the rest
+    /// at once instead of holding a worker for another `WRITE_LINGER`; its reads no
+    /// longer linger either).
+    pub fn set_nonblocking(&mut self) {
+        if !self.nonblocking {
+            self.nonblocking = self.stream.set_nonblocking(true).is_ok();
+        }
     }
 
     /// Arms the one-shot poller registration: readable, or writable while a response

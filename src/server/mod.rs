@@ -45,6 +45,14 @@ impl Shared {
         self.shutdown.load(Ordering::Relaxed)
     }
 
+    /// Asks the logger/stats thread for the current counters (`None` if it has
+    /// stopped or does not answer within 2 s).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.log.send(Msg::Snapshot(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(2)).ok()
+    }
+
     /// Hands a connection that waits for its client to the idle watcher (or closes it
     /// during shutdown, unless a response is still going out). The worker arms the
     /// poller itself (one `epoll_ctl`); the notification that makes the watcher take the
@@ -54,6 +62,9 @@ impl Shared {
             return;
         }
         conn.shrink_if_empty();
+        if conn.pending.is_some() {
+            conn.set_nonblocking();
+        }
         match conn.arm(&self.poller) {
             Ok(()) => {
                 if self.parked_tx.send(conn).is_ok() {
@@ -128,9 +139,7 @@ impl Handle {
 
     /// The current counters, or `None` if the logger has stopped.
     pub fn stats(&self) -> Option<Snapshot> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.shared.log.send(Msg::Snapshot(tx)).ok()?;
-        rx.recv_timeout(Duration::from_secs(5)).ok()
+        self.shared.snapshot()
     }
 }
 

@@ -287,12 +287,7 @@ impl Responder<'_> {
     }
 
     fn stats(&mut self) -> io::Result<Outcome> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let snapshot = (self.shared.log)
-            .send(crate::stats::Msg::Snapshot(tx))
-            .ok()
-            .and_then(|()| rx.recv_timeout(std::time::Duration::from_secs(2)).ok());
-        match snapshot.and_then(|s| serde_json::to_vec_pretty(&s).ok()) {
+        match self.shared.snapshot().and_then(|s| serde_json::to_vec_pretty(&s).ok()) {
             Some(body) => self.small(Status::Ok, "application/json", &body, &[("Cache-Control", "no-store")]),
             None => self.refuse(Refusal::keep(Status::ServiceUnavailable, "Counters are not available.")),
         }

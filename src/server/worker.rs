@@ -284,10 +284,6 @@ impl Worker<'_> {
             }
             Ok(Flush::Blocked) => match output::into_owned(&mut self.scratch.segs) {
                 Ok(segs) => {
-                    // A client that could not keep up once is served without waiting from
-                    // now on: a full buffer parks the response at once instead of holding
-                    // the worker for another WRITE_LINGER (its reads no longer linger).
-                    let _ = stream.set_nonblocking(true);
                     let deadline = Instant::now() + self.shared.config.limits.write_timeout;
                     *pending = Some(Pending {
                         segs,
