@@ -20,6 +20,16 @@ pub struct Civil {
     pub second: u32,
 }
 
+/// 9999-12-31T23:59:59Z, the last instant an HTTP date (four-digit year) can carry.
+const LAST_HTTP_DATE: u64 = 253_402_300_799;
+
+/// A time as an HTTP date can carry it: clamped to 1970–9999 (RFC 9110 §5.6.7), so a
+/// file with a far-future or pre-epoch mtime still gets a `Last-Modified`, and date
+/// formatting never panics. (The ETag keeps the real mtime, so it still changes.)
+pub fn http_date_clamp(t: SystemTime) -> SystemTime {
+    t.clamp(UNIX_EPOCH, UNIX_EPOCH + std::time::Duration::from_secs(LAST_HTTP_DATE))
+}
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];

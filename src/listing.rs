@@ -1,5 +1,5 @@
 //! Directory listings rendered from a list of entries: pure, no filesystem access
-//! (entries come from `files::read_dir`).
+//! (entries come from `files::dir::read_entries`).
 
 use crate::clock::Civil;
 use crate::files::{Entry, Kind};
@@ -26,8 +26,9 @@ pub fn escape_html(s: &str, out: &mut String) {
 }
 
 /// Renders a sorted listing as HTML. `display_path` is the decoded directory path
-/// (`/a/b/`), shown as the title; links are relative and percent-encoded.
-pub fn render_html(display_path: &str, entries: &[Entry]) -> String {
+/// (`/a/b/`), shown as the title; links are relative and percent-encoded. `omitted`
+/// entries past the listing limit are left out, and the page says so.
+pub fn render_html(display_path: &str, entries: &[Entry], omitted: usize) -> String {
     let mut out = String::with_capacity(512 + entries.len() * 160);
     out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width\"><title>Index of ");
@@ -57,7 +58,11 @@ pub fn render_html(display_path: &str, entries: &[Entry]) -> String {
         out.push_str(&Civil::from_time(e.mtime).short());
         out.push_str("</td></tr>\n");
     }
-    out.push_str("</table>\n<hr><address>");
+    out.push_str("</table>\n");
+    if omitted > 0 {
+        out.push_str(&format!("<p>{omitted} more entries are not shown.</p>\n"));
+    }
+    out.push_str("<hr><address>");
     out.push_str(crate::wire::SERVER);
     out.push_str("</address></body></html>\n");
     out
@@ -146,7 +151,7 @@ mod tests {
 
     #[test]
     fn script_in_a_filename_is_escaped_in_text_and_encoded_in_links() {
-        let html = render_html("/d/", &[entry("<script>alert(1)</script>", Kind::File, 5)]);
+        let html = render_html("/d/", &[entry("<script>alert(1)</script>", Kind::File, 5)], 0);
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
         assert!(
@@ -157,20 +162,20 @@ mod tests {
 
     #[test]
     fn quotes_and_ampersands_cannot_break_out_of_attributes() {
-        let html = render_html("/", &[entry("a\"b'c&d e", Kind::Dir, 0)]);
+        let html = render_html("/", &[entry("a\"b'c&d e", Kind::Dir, 0)], 0);
         assert!(html.contains("href=\"./a%22b%27c%26d%20e/\""), "{html}");
         assert!(html.contains(">a&quot;b&#39;c&amp;d e/<"), "{html}");
     }
 
     #[test]
     fn rows_show_size_and_mtime_and_parent_link_below_root() {
-        let html = render_html("/sub/", &[entry("f.txt", Kind::File, 1234)]);
+        let html = render_html("/sub/", &[entry("f.txt", Kind::File, 1234)], 0);
         assert!(html.contains("<a href=\"../\">../</a>"));
         assert!(
             html.contains("<td class=\"n\">1234</td><td>2026-11-26 07:57</td>"),
             "{html}"
         );
-        assert!(!render_html("/", &[]).contains("../"));
+        assert!(!render_html("/", &[], 0).contains("../"));
     }
 
     #[test]
@@ -209,7 +214,7 @@ mod tests {
 
     #[test]
     fn title_is_escaped() {
-        let html = render_html("/<b>/", &[]);
+        let html = render_html("/<b>/", &[], 0);
         assert!(html.contains("<title>Index of /&lt;b&gt;/</title>"));
     }
 }

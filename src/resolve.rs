@@ -127,6 +127,15 @@ pub const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'{')
     .add(b'}');
 
+/// The relative path of `name` inside the relative directory `dir` (`""`: the root).
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 /// Encodes a relative path (segments joined by `/`) back into a URL path with a
 /// leading `/`. Used to build redirects from the *normalised* path, so a request for
 /// `//evil.example` can never produce an off-site `Location`.

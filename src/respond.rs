@@ -216,6 +216,24 @@ pub fn plan_representation(req: &FileRequest, len: u64, v: &Validators) -> Plan 
     }
 }
 
+/// Preconditions on a directory listing (RFC 9110 §13.1.1, §13.1.2, in §13.2.2's
+/// order). A listing has a strong ETag computed from its bytes and no
+/// `Last-Modified` (the sizes and times it shows change without the directory's
+/// mtime), so only `If-Match` and `If-None-Match` apply; the date conditions are
+/// ignored, as for any representation without a modification date.
+pub fn listing_outcome(req: &FileRequest, etag: &str) -> Outcome {
+    let conditionals = Conditionals {
+        if_modified_since: None,
+        if_unmodified_since: None,
+        ..req.conditionals
+    };
+    let v = Validators {
+        etag: etag.to_string(),
+        last_modified: std::time::UNIX_EPOCH,
+    };
+    conditional::evaluate(true, &conditionals, &v)
+}
+
 /// The `Content-Type` of a file and whether it is text (gets `; charset=utf-8`).
 pub fn content_type(rel: &str) -> (&'static str, bool) {
     let mime = mime_guess::from_path(rel)

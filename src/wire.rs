@@ -49,7 +49,7 @@ pub fn header_num(buf: &mut Vec<u8>, name: &str, n: u64) {
 
 /// Appends `name: <HTTP-date>`.
 pub fn header_date(buf: &mut Vec<u8>, name: &str, t: SystemTime) {
-    header(buf, name, &httpdate::fmt_http_date(t));
+    header(buf, name, &httpdate::fmt_http_date(crate::clock::http_date_clamp(t)));
 }
 
 /// Appends the `Connection` header if one is needed and the blank line ending the head.

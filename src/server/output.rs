@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// One piece of a response.
 #[derive(Debug)]
@@ -29,7 +30,8 @@ pub enum Segment<F> {
 pub type Segments = VecDeque<Segment<Rc<File>>>;
 
 /// Segments that outlive the worker turn (owned, `Send`), kept on a parked connection.
-pub type Owned = VecDeque<Segment<Box<File>>>;
+/// The parts of one file (a multipart response) share one descriptor.
+pub type Owned = VecDeque<Segment<Arc<File>>>;
 
 /// How far sending got.
 #[derive(Debug, PartialEq, Eq)]
@@ -107,18 +109,30 @@ fn would_block(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
-/// Turns what is left into owned segments, duplicating shared file handles (the only
-/// extra system calls, and only for responses that had to wait for the client).
+/// Turns what is left into owned segments, duplicating each shared file handle once
+/// (the only extra system call, and only for responses that had to wait for the
+/// client): a parked response holds one descriptor per file, whatever its ranges.
 pub fn into_owned(segs: &mut Segments) -> io::Result<Owned> {
+    let mut dups: Vec<(Rc<File>, Arc<File>)> = Vec::new();
     segs.drain(..)
         .map(|seg| {
             Ok(match seg {
                 Segment::Bytes(buf, pos) => Segment::Bytes(buf, pos),
-                Segment::File { file, offset, len } => Segment::File {
-                    file: Box::new(file.try_clone()?),
-                    offset,
-                    len,
-                },
+                Segment::File { file, offset, len } => {
+                    let owned = match dups.iter().find(|(rc, _)| Rc::ptr_eq(rc, &file)) {
+                        Some((_, arc)) => Arc::clone(arc),
+                        None => {
+                            let arc = Arc::new(file.try_clone()?);
+                            dups.push((file, Arc::clone(&arc)));
+                            arc
+                        }
+                    };
+                    Segment::File {
+                        file: owned,
+                        offset,
+                        len,
+                    }
+                }
             })
         })
         .collect()

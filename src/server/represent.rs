@@ -6,7 +6,7 @@ use super::output::Segment;
 use super::serve::{Outcome, Responder};
 use crate::conditional::Validators;
 use crate::encoding::{self, Encoding};
-use crate::files::{Kind, Meta};
+use crate::files::{Body, Found, Meta};
 use crate::head::Head;
 use crate::limits::INLINE_BODY_MAX;
 use crate::range::{self, ByteRange};
@@ -16,41 +16,32 @@ use crate::wire;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::rc::Rc;
 
 /// An opened file ready to be sent, with what the response says about it.
 struct Representation {
-    file: Rc<File>,
+    body: Body,
     meta: Meta,
     /// Path relative to the root of the file the client asked for (for its type).
     rel: String,
     /// The precompressed variant being sent instead, if any.
     encoding: Option<Encoding>,
-    /// A precompressed variant exists, so the response varies by Accept-Encoding.
+    /// The response varies by Accept-Encoding (see `negotiate`).
     vary: bool,
 }
 
 impl Responder<'_> {
     /// Picks the precompressed variant (if any) and sends the file as planned by
     /// `respond::plan_representation`.
-    pub(super) fn representation(
-        &mut self,
-        head: &Head,
-        path: &Path,
-        file: Rc<File>,
-        meta: Meta,
-        rel: &str,
-    ) -> io::Result<Outcome> {
+    pub(super) fn representation(&mut self, head: &Head, rel: &str, meta: Meta, body: Body) -> io::Result<Outcome> {
         let mut rep = Representation {
-            file,
+            body,
             meta,
             rel: rel.to_string(),
             encoding: None,
             vary: false,
         };
         if self.shared.config.precompressed {
-            self.negotiate(head, path, &mut rep);
+            self.negotiate(head, &mut rep);
         }
         if rep.encoding.is_none() && rep.vary && encoding::identity_refused(head.accept_encoding) {
             let msg = "No acceptable encoding of this file exists.";
@@ -66,7 +57,7 @@ impl Responder<'_> {
         }
         let validators = Validators {
             etag,
-            last_modified: rep.meta.mtime,
+            last_modified: crate::clock::http_date_clamp(rep.meta.mtime),
         };
         match respond::plan_representation(&FileRequest::from_head(head), rep.meta.len, &validators) {
             Plan::Full { len } => self.full(&rep, &validators, len),
@@ -76,7 +67,7 @@ impl Responder<'_> {
                 self.begin(Status::NotModified);
                 self.validator_headers(&rep, &validators);
                 self.end_head();
-                self.write_out()?;
+                self.write_out();
                 self.outcome(Status::NotModified, 0)
             }
             Plan::PreconditionFailed => {
@@ -94,39 +85,29 @@ impl Responder<'_> {
         }
     }
 
-    /// Looks for `FILE.br`, `FILE.zst`, `FILE.gz` in that order; takes the first the
-    /// client accepts, and notes whether any exists (for `Vary`). What exists is
-    /// remembered in the worker's metadata cache, so most requests stat nothing here.
-    fn negotiate(&mut self, head: &Head, path: &Path, rep: &mut Representation) {
-        let variant_path = |enc: Encoding| {
-            let mut v = path.as_os_str().to_owned();
-            v.push(enc.ext());
-            std::path::PathBuf::from(v)
-        };
-        let order = encoding::preference_order();
-        let exists = match self.cache.variants(&rep.rel) {
-            Some(known) => known,
-            None => {
-                let found = order.map(|enc| std::fs::metadata(variant_path(enc)).is_ok_and(|m| m.is_file()));
-                self.cache.set_variants(&rep.rel, found);
-                found
-            }
-        };
-        rep.vary = exists.contains(&true);
+    /// Looks for `FILE.br`, `FILE.zst`, `FILE.gz` in that order and takes the first
+    /// the client accepts. Each is looked up through the cache, so a variant created
+    /// or removed a moment ago is seen. A client that accepts none of them (and does
+    /// not refuse identity) gets the file without a look: its response still says
+    /// `Vary: Accept-Encoding`, since another client may be sent a variant (caddy does
+    /// the same); when the variants were looked up, `Vary` says exactly whether one exists.
+    fn negotiate(&mut self, head: &Head, rep: &mut Representation) {
         let accepted = encoding::acceptable(head.accept_encoding);
-        for (enc, _) in order
-            .into_iter()
-            .zip(exists)
-            .filter(|&(enc, e)| e && accepted.accepts(enc))
-        {
+        let order = encoding::preference_order();
+        if !order.iter().any(|&e| accepted.accepts(e)) && !encoding::identity_refused(head.accept_encoding) {
+            rep.vary = true;
+            return;
+        }
+        for enc in order {
             let key = format!("{}{}", rep.rel, enc.ext());
-            if let Ok((file, meta)) = self.open(&variant_path(enc), &key) {
-                if meta.kind == Kind::File {
-                    rep.file = file;
-                    rep.meta = meta;
-                    rep.encoding = Some(enc);
-                    return;
-                }
+            let Ok(Found::File(meta, body)) = self.cache.lookup(&key) else {
+                continue;
+            };
+            rep.vary = true;
+            if rep.encoding.is_none() && accepted.accepts(enc) {
+                rep.body = body;
+                rep.meta = meta;
+                rep.encoding = Some(enc);
             }
         }
     }
@@ -166,11 +147,16 @@ impl Responder<'_> {
         self.entity_headers(rep, v);
         self.end_head();
         if self.head_only {
-            self.write_out()?;
+            self.write_out();
             return self.outcome(Status::Ok, 0);
         }
-        if len <= INLINE_BODY_MAX {
-            let read = read_into(&rep.file, self.out, len as usize)? as u64;
+        if let Body::Bytes(bytes) = &rep.body {
+            self.out.extend_from_slice(bytes);
+            self.write_out();
+            return self.outcome(Status::Ok, len);
+        }
+        if let (Body::File(file), true) = (&rep.body, len <= INLINE_BODY_MAX) {
+            let read = read_into(file, self.out, len as usize)? as u64;
             if read < len {
                 log::warn!(
                     "{}: file shrank before it was sent ({read} of {len} bytes); closing",
@@ -178,11 +164,11 @@ impl Responder<'_> {
                 );
                 self.close = true;
             }
-            self.write_out()?;
+            self.write_out();
             return self.outcome(Status::Ok, read);
         }
-        self.write_out()?;
-        let sent = self.body(&rep.file, 0, len)?;
+        let sent = self.body(&rep.body, 0, len);
+        self.write_out();
         self.outcome(Status::Ok, sent)
     }
 
@@ -193,8 +179,8 @@ impl Responder<'_> {
         wire::header(self.out, "Content-Range", &range::content_range(&r, len));
         self.entity_headers(rep, v);
         self.end_head();
-        self.write_out()?;
-        let sent = self.body(&rep.file, r.start, r.len())?;
+        let sent = self.body(&rep.body, r.start, r.len());
+        self.write_out();
         self.outcome(Status::PartialContent, sent)
     }
 
@@ -225,28 +211,39 @@ impl Responder<'_> {
         );
         self.entity_headers(rep, v);
         self.end_head();
-        self.write_out()?;
         let mut sent = 0;
         for r in ranges {
             let part = range::multipart_part_head(r, len, &part_type, &boundary);
             sent += part.len() as u64;
-            self.segs.push_back(Segment::Bytes(part.into_bytes(), 0));
-            sent += self.body(&rep.file, r.start, r.len())?;
+            self.out.extend_from_slice(part.as_bytes());
+            sent += self.body(&rep.body, r.start, r.len());
         }
         let tail = range::multipart_tail(&boundary);
         sent += tail.len() as u64;
-        self.segs.push_back(Segment::Bytes(tail.into_bytes(), 0));
+        self.out.extend_from_slice(tail.as_bytes());
+        self.write_out();
         self.outcome(Status::PartialContent, sent)
     }
 
-    /// Queues `len` bytes of `file` from `start`, to go out with sendfile.
-    pub(super) fn body(&mut self, file: &Rc<File>, start: u64, len: u64) -> io::Result<u64> {
-        self.segs.push_back(Segment::File {
-            file: Rc::clone(file),
-            offset: start,
-            len,
-        });
-        Ok(len)
+    /// Queues `len` bytes of `body` from `start`: bytes kept in memory are appended
+    /// to what `out` holds (so they go out in the same write as the head); a file's
+    /// go out with sendfile after it. The caller has checked the range lies inside
+    /// the body, and ends with [`Responder::write_out`].
+    pub(super) fn body(&mut self, body: &Body, start: u64, len: u64) -> u64 {
+        match body {
+            Body::Bytes(bytes) => self
+                .out
+                .extend_from_slice(&bytes[start as usize..(start + len) as usize]),
+            Body::File(file) => {
+                self.write_out();
+                self.segs.push_back(Segment::File {
+                    file: std::rc::Rc::clone(file),
+                    offset: start,
+                    len,
+                });
+            }
+        }
+        len
     }
 }
 

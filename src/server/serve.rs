@@ -6,16 +6,16 @@
 use super::output::{Segment, Segments};
 use super::represent::content_type_header;
 use super::Shared;
-use crate::files::{self, Kind, Meta, MetaCache, OpenError};
+use crate::conditional;
+use crate::files::{dir, Body, FileCache, Found, Listing, Meta, OpenError};
 use crate::head::{self, Head};
 use crate::listing;
 use crate::resolve::{self, UrlPath};
-use crate::respond::{self, Plan, Refusal, FORBIDDEN, NOT_FOUND};
+use crate::respond::{self, FileRequest, Plan, Refusal, FORBIDDEN, NOT_FOUND};
 use crate::status::Status;
 use crate::wire::{self, Connection};
-use std::fs::File;
+use rustix::fd::OwnedFd;
 use std::io;
-use std::path::Path;
 use std::rc::Rc;
 
 /// What happened, for the access log and the connection loop.
@@ -29,17 +29,27 @@ pub struct Outcome {
     pub close: bool,
 }
 
-/// A worker's reusable state: the response being built and its open-file cache.
-#[derive(Debug, Default)]
+/// A worker's reusable state: the response being built and its file cache.
+#[derive(Debug)]
 pub struct Scratch {
     out: Vec<u8>,
     /// The response to send, in order; filled by [`respond`], drained by the worker.
     pub segs: Segments,
-    cache: MetaCache,
+    cache: FileCache,
 }
 
 impl Scratch {
-    /// Closes cached files not used within their TTL.
+    /// Empty buffers and an empty cache over the configured root.
+    pub fn new(shared: &Shared) -> Scratch {
+        let config = &shared.config;
+        Scratch {
+            out: Vec::new(),
+            segs: Segments::new(),
+            cache: FileCache::new(config.root.clone(), config.follow_symlinks),
+        }
+    }
+
+    /// Closes cached files not used lately.
     pub fn purge_cache(&mut self) {
         self.cache.purge();
     }
@@ -82,23 +92,27 @@ pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Resul
     if url.hidden && !config.dotfiles {
         return res.not_found(head);
     }
-    let path = config.root.join(&url.rel);
-    let (file, meta) = match res.open(&path, &url.rel) {
-        Ok(pair) => pair,
-        Err(OpenError::NotFound) => return res.not_found(head),
-        Err(OpenError::Forbidden) => return res.refuse(FORBIDDEN),
-        Err(OpenError::Exhausted) => return res.refuse(EXHAUSTED),
-    };
-    if meta.kind != Kind::Dir {
-        return match respond::plan_file(&url, &meta) {
-            Plan::Full { .. } => res.representation(head, &path, file, meta, &url.rel),
+    match res.cache.lookup(&url.rel) {
+        Ok(Found::File(meta, body)) => match respond::plan_file(&url, &meta) {
+            Plan::Full { .. } => res.representation(head, &url.rel, meta, body),
             Plan::Error(r) if r.status == Status::NotFound => res.not_found(head),
             Plan::Error(r) => res.refuse(r),
             other => unreachable!("plan_file never plans {other:?}"),
-        };
+        },
+        Ok(Found::Dir(_, fd)) => res.directory(head, &url, target.query, &fd),
+        Ok(Found::Other) => res.refuse(FORBIDDEN),
+        Err(OpenError::NotFound | OpenError::Hidden) => res.not_found(head),
+        Err(e) => res.refuse(open_refusal(e)),
     }
-    drop(file);
-    res.directory(head, &url, target.query, &path)
+}
+
+/// The answer to a path that exists but cannot be served.
+fn open_refusal(e: OpenError) -> Refusal {
+    match e {
+        OpenError::Exhausted => EXHAUSTED,
+        OpenError::NotFound => NOT_FOUND,
+        OpenError::Forbidden | OpenError::Hidden => FORBIDDEN,
+    }
 }
 
 const EXHAUSTED: Refusal = Refusal::close(Status::ServiceUnavailable, "The server is out of file descriptors.");
@@ -108,41 +122,38 @@ pub(super) struct Responder<'a> {
     pub(super) shared: &'a Shared,
     pub(super) out: &'a mut Vec<u8>,
     pub(super) segs: &'a mut Segments,
-    pub(super) cache: &'a mut MetaCache,
+    pub(super) cache: &'a mut FileCache,
     pub(super) head_only: bool,
     pub(super) http10: bool,
     pub(super) close: bool,
 }
 
 impl Responder<'_> {
-    /// Opens a path under the root through the worker's metadata cache.
-    pub(super) fn open(&mut self, path: &Path, rel: &str) -> Result<(Rc<File>, Meta), OpenError> {
-        let config = &self.shared.config;
-        files::open_cached(&config.root, path, rel, config.follow_symlinks, self.cache)
-    }
-
     /// A request that named a directory: redirect to the slash form, its
-    /// `index.html`, a listing, or not found.
-    fn directory(&mut self, head: &Head, url: &UrlPath, query: Option<&str>, path: &Path) -> io::Result<Outcome> {
-        let index_path = path.join("index.html");
-        let index_rel = if url.rel.is_empty() {
-            "index.html".to_string()
-        } else {
-            format!("{}/index.html", url.rel)
-        };
+    /// `index.html` (opened relative to the directory's descriptor), a listing, or
+    /// not found. Only a missing `index.html` leads to a listing: one that exists but
+    /// cannot be served (unreadable, not a regular file, a symlink leaving the root)
+    /// is 403.
+    fn directory(&mut self, head: &Head, url: &UrlPath, query: Option<&str>, fd: &Rc<OwnedFd>) -> io::Result<Outcome> {
+        let index_rel = resolve::join(&url.rel, "index.html");
         let index = if url.trailing_slash {
-            self.open(&index_path, &index_rel).ok()
+            match self.cache.lookup_in(fd, &url.rel, "index.html") {
+                Ok(Found::File(meta, body)) => Some((meta, body)),
+                Ok(_) => return self.refuse(FORBIDDEN),
+                Err(OpenError::NotFound) => None,
+                Err(e) => return self.refuse(open_refusal(e)),
+            }
         } else {
             None
         };
         let listing = self.shared.config.listing;
-        match respond::plan_directory(url, query, index.as_ref().map(|(_, m)| m), listing) {
+        match respond::plan_directory(url, query, index.as_ref().map(|(m, _)| m), listing) {
             Plan::Full { .. } => {
-                let (file, meta) = index.expect("plan_directory plans Full only with an index");
-                self.representation(head, &index_path, file, meta, &index_rel)
+                let (meta, body) = index.expect("plan_directory plans Full only with an index");
+                self.representation(head, &index_rel, meta, body)
             }
             Plan::Redirect { location } => self.redirect(&location),
-            Plan::Listing => self.listing(url, path, listing::wants_json(head.accept, query)),
+            Plan::Listing => self.listing(head, url, fd, listing::wants_json(head.accept, query)),
             Plan::Error(r) if r.status == Status::NotFound => self.not_found(head),
             Plan::Error(r) => self.refuse(r),
             other => unreachable!("plan_directory never plans {other:?}"),
@@ -172,11 +183,12 @@ impl Responder<'_> {
         wire::finish(self.out, conn);
     }
 
-    /// Queues the head (and any inline body) built in `out`.
-    pub(super) fn write_out(&mut self) -> io::Result<()> {
-        let bytes = std::mem::replace(self.out, Vec::with_capacity(512));
-        self.segs.push_back(Segment::Bytes(bytes, 0));
-        Ok(())
+    /// Queues what `out` holds (the head, inline bodies, multipart part heads).
+    pub(super) fn write_out(&mut self) {
+        if !self.out.is_empty() {
+            let bytes = std::mem::replace(self.out, Vec::with_capacity(512));
+            self.segs.push_back(Segment::Bytes(bytes, 0));
+        }
     }
 
     pub(super) fn outcome(&self, status: Status, bytes: u64) -> io::Result<Outcome> {
@@ -208,7 +220,7 @@ impl Responder<'_> {
             body.len()
         };
         self.out.extend_from_slice(&body[..sent]);
-        self.write_out()?;
+        self.write_out();
         self.outcome(status, sent as u64)
     }
 
@@ -250,7 +262,7 @@ impl Responder<'_> {
         );
         wire::header(self.out, "Access-Control-Max-Age", "86400");
         self.end_head();
-        self.write_out()?;
+        self.write_out();
         self.outcome(Status::NoContent, 0)
     }
 
@@ -258,31 +270,30 @@ impl Responder<'_> {
     pub(super) fn not_found(&mut self, head: &Head) -> io::Result<Outcome> {
         let config = &self.shared.config;
         if let Some(rel) = &config.fallback {
-            let path = config.root.join(rel);
-            if let Ok((file, meta)) = self.open(&path, rel) {
-                if meta.kind == Kind::File {
-                    return self.representation(head, &path, file, meta, rel);
-                }
+            if let Ok(Found::File(meta, body)) = self.cache.lookup(rel) {
+                return self.representation(head, rel, meta, body);
             }
         }
         if let Some(rel) = &config.not_found_page {
-            if let Ok((file, meta)) = self.open(&config.root.join(rel), rel) {
-                if meta.kind == Kind::File {
-                    return self.page(Status::NotFound, rel, file, meta.len);
-                }
+            if let Ok(Found::File(meta, body)) = self.cache.lookup(rel) {
+                return self.page(Status::NotFound, rel, meta, &body);
             }
         }
         self.refuse(NOT_FOUND)
     }
 
     /// A file sent whole with a fixed status (custom error pages): no validators.
-    pub(super) fn page(&mut self, status: Status, rel: &str, file: Rc<File>, len: u64) -> io::Result<Outcome> {
+    pub(super) fn page(&mut self, status: Status, rel: &str, meta: Meta, body: &Body) -> io::Result<Outcome> {
         self.begin(status);
         content_type_header(self.out, rel);
-        wire::header_num(self.out, "Content-Length", len);
+        wire::header_num(self.out, "Content-Length", meta.len);
         self.end_head();
-        self.write_out()?;
-        let sent = if self.head_only { 0 } else { self.body(&file, 0, len)? };
+        let sent = if self.head_only {
+            0
+        } else {
+            self.body(body, 0, meta.len)
+        };
+        self.write_out();
         self.outcome(status, sent)
     }
 
@@ -293,30 +304,65 @@ impl Responder<'_> {
         }
     }
 
-    fn listing(&mut self, url: &UrlPath, dir: &Path, json: bool) -> io::Result<Outcome> {
-        let config = &self.shared.config;
-        let mut entries = match files::read_dir(&config.root, dir, config.dotfiles, config.follow_symlinks) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return self.refuse(FORBIDDEN),
-            Err(_) => return self.refuse(NOT_FOUND),
+    /// A listing of the directory `fd`, rendered once and kept while the directory
+    /// is unchanged (see `files::dir`); its ETag comes from its bytes, so
+    /// `If-None-Match` and `If-Match` apply to it (RFC 9110 §13.1.1, §13.1.2).
+    fn listing(&mut self, head: &Head, url: &UrlPath, fd: &OwnedFd, json: bool) -> io::Result<Outcome> {
+        let page = match self.cache.listing(&url.rel, json) {
+            Some(page) => page.clone(),
+            None => match self.render_listing(url, fd, json) {
+                Ok(page) => page,
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return self.refuse(FORBIDDEN),
+                Err(e) => return self.refuse(open_refusal(OpenError::from(e))),
+            },
         };
-        listing::sort(&mut entries);
-        let vary = [("Vary", "Accept")];
-        if json {
-            return self.small(
-                Status::Ok,
-                "application/json",
-                listing::render_json(&entries).as_bytes(),
-                &vary,
-            );
+        let status = match respond::listing_outcome(&FileRequest::from_head(head), &page.etag) {
+            conditional::Outcome::Proceed => Status::Ok,
+            conditional::Outcome::NotModified => Status::NotModified,
+            conditional::Outcome::PreconditionFailed => {
+                return self.refuse(Refusal::keep(Status::PreconditionFailed, "A precondition failed."))
+            }
+        };
+        self.begin(status);
+        if status == Status::Ok {
+            let content_type = if json {
+                "application/json"
+            } else {
+                "text/html; charset=utf-8"
+            };
+            wire::header(self.out, "Content-Type", content_type);
+            wire::header_num(self.out, "Content-Length", page.len);
         }
-        let display = if url.rel.is_empty() {
-            "/".to_string()
+        wire::header(self.out, "ETag", &page.etag);
+        wire::header(self.out, "Vary", "Accept");
+        self.end_head();
+        let sent = if self.head_only || status != Status::Ok {
+            0
         } else {
-            format!("/{}/", url.rel)
+            self.body(&page.body, 0, page.len)
         };
-        let body = listing::render_html(&display, &entries);
-        self.small(Status::Ok, "text/html; charset=utf-8", body.as_bytes(), &vary)
+        self.write_out();
+        self.outcome(status, sent)
+    }
+
+    fn render_listing(&mut self, url: &UrlPath, fd: &OwnedFd, json: bool) -> io::Result<Listing> {
+        let config = &self.shared.config;
+        let root = self.cache.root();
+        let (mut entries, omitted) = dir::read_entries(root, fd, &url.rel, config.dotfiles, config.follow_symlinks)?;
+        listing::sort(&mut entries);
+        let page = if json {
+            listing::render_json(&entries)
+        } else {
+            let display = if url.rel.is_empty() {
+                "/".to_string()
+            } else {
+                format!("/{}/", url.rel)
+            };
+            listing::render_html(&display, &entries, omitted)
+        };
+        let page = Listing::new(page.into_bytes())?;
+        self.cache.keep_listing(&url.rel, json, page.clone());
+        Ok(page)
     }
 }
 

@@ -7,7 +7,7 @@ use super::serve::{self, Scratch};
 use super::Shared;
 use crate::config::LogFormat;
 use crate::head::{self, Head, Parsed};
-use crate::limits::{LOG_BATCH, LOG_BATCH_AGE, META_CACHE_TTL};
+use crate::limits::{CACHE_IDLE, LOG_BATCH, LOG_BATCH_AGE};
 use crate::stats::{Msg, Record};
 use crate::status::Status;
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
@@ -26,7 +26,7 @@ pub fn run(shared: &Shared, jobs: &Receiver<Conn>) {
     let mut w = Worker {
         shared,
         jobs,
-        scratch: Scratch::default(),
+        scratch: Scratch::new(shared),
         log: LogBatch::default(),
     };
     while let Some(conn) = w.next_job() {
@@ -86,7 +86,7 @@ enum Next {
 
 impl Worker<'_> {
     /// The next connection to serve; flushes the log batch before waiting for one, and
-    /// while waiting closes cached files past their TTL (so a deleted file's space is
+    /// while waiting closes cached files not used lately (so a deleted file's space is
     /// freed even when this worker sits idle).
     fn next_job(&mut self) -> Option<Conn> {
         match self.jobs.try_recv() {
@@ -96,7 +96,7 @@ impl Worker<'_> {
         }
         loop {
             self.scratch.purge_cache();
-            match self.jobs.recv_timeout(META_CACHE_TTL) {
+            match self.jobs.recv_timeout(CACHE_IDLE) {
                 Ok(conn) => return Some(conn),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return None,
@@ -255,7 +255,7 @@ impl Worker<'_> {
                     head.target
                 );
                 // The scratch buffers may hold a half-built response; start clean.
-                self.scratch = Scratch::default();
+                self.scratch = Scratch::new(self.shared);
                 let page = serve::error_response(Status::InternalServerError, "The server hit an internal error.");
                 let _ = stream.write_all(&page);
                 let rec = self.make_record(peer, head, Status::InternalServerError, page.len() as u64, started);

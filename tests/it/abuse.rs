@@ -562,7 +562,7 @@ fn hostile_corpus_gets_errors_or_closes_never_hangs_or_leaks_and_leaves_no_resid
     );
     let cached = procfs::fds(pid) - fds_after;
     assert!(
-        cached <= 4 * threadserve::limits::META_CACHE_ENTRIES,
+        cached <= 4 * threadserve::limits::CACHE_DESCRIPTORS,
         "{cached} files under the root held open after the corpus"
     );
 }
@@ -1304,10 +1304,7 @@ fn files_deleted_replaced_truncated_or_grown_while_sent_end_only_that_response()
         "replaced while sent: got {} bytes, differing",
         body.len()
     );
-    let (new, deadline) = (
-        pattern(len, 0x55),
-        Instant::now() + threadserve::limits::META_CACHE_TTL * 3,
-    );
+    let (new, deadline) = (pattern(len, 0x55), Instant::now() + threadserve::limits::CACHE_IDLE * 3);
     loop {
         let body = server.get("/replaced.bin").body;
         if body == new {
@@ -1361,7 +1358,7 @@ fn files_deleted_replaced_truncated_or_grown_while_sent_end_only_that_response()
 /// slack (workers may serve what they opened before the change until then). Every
 /// answer on the way must come fast and pass `check`.
 fn settles_to(server: &TestServer, path: &str, want: u16, check: impl Fn(&crate::support::Response)) {
-    let deadline = Instant::now() + threadserve::limits::META_CACHE_TTL + Duration::from_secs(2);
+    let deadline = Instant::now() + threadserve::limits::CACHE_IDLE + Duration::from_secs(2);
     loop {
         let t = Instant::now();
         let res = server.get(path);
@@ -1595,7 +1592,7 @@ fn a_deleted_file_is_not_held_open_long_after_the_cache_ttl() {
         assert_eq!(server.get_status("/big.bin"), Some(200));
     }
     std::fs::remove_file(tmp.path().join("big.bin")).unwrap();
-    thread::sleep(threadserve::limits::META_CACHE_TTL * 3);
+    thread::sleep(threadserve::limits::CACHE_IDLE * 3);
     for _ in 0..4 {
         assert_eq!(server.get_status("/a.txt"), Some(200));
     }

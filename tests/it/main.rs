@@ -9,3 +9,4 @@ mod http;
 mod props;
 mod semantics;
 mod support;
+mod trust;
