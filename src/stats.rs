@@ -179,18 +179,22 @@ pub fn combined(r: &Record, out: &mut String) {
     out.push_str("\"\n");
 }
 
-/// Escapes `"`, `\` and control characters the way nginx does (`\xHH`), so a request
-/// cannot forge log lines.
+/// Escapes `"`, `\`, control bytes and every byte outside ASCII as `\xHH`, the way
+/// nginx does, so a request cannot forge log lines: not with CR/LF, and not with the
+/// Unicode line breaks (U+0085, U+2028, U+2029) that Unicode-aware tools split on. The
+/// line is pure ASCII; a UTF-8 character shows as its bytes (`é` → `\xC3\xA9`).
 fn escape_clf(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b.is_ascii_control()) {
+    let plain = |b: u8| b.is_ascii() && !b.is_ascii_control() && b != b'"' && b != b'\\';
+    if s.bytes().all(plain) {
         return s.into();
     }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c == '"' || c == '\\' || c.is_ascii_control() {
-            out.push_str(&format!("\\x{:02X}", c as u32));
+    let mut out = String::with_capacity(s.len() + 16);
+    for b in s.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
         } else {
-            out.push(c);
+            use std::fmt::Write as _;
+            let _ = write!(out, "\\x{b:02X}");
         }
     }
     out.into()
@@ -224,9 +228,25 @@ pub fn json(r: &Record, out: &mut String) {
         user_agent: r.user_agent.as_deref(),
     };
     if let Ok(s) = serde_json::to_string(&line) {
-        out.push_str(&s);
+        push_json_line_safe(out, &s);
         out.push('\n');
     }
+}
+
+/// Appends serialised JSON with U+0085, U+2028 and U+2029 escaped as `\uXXXX`: valid
+/// JSON either way, but raw they are line breaks to Unicode-aware log tools (and
+/// U+2028/U+2029 end a line in JavaScript before ES2019). serde_json leaves them raw.
+/// They can only occur inside strings, so escaping them in place keeps the JSON valid.
+fn push_json_line_safe(out: &mut String, json: &str) {
+    let mut rest = json;
+    while let Some(i) = rest.find(['\u{0085}', '\u{2028}', '\u{2029}']) {
+        out.push_str(&rest[..i]);
+        let c = rest[i..].chars().next().unwrap_or_default();
+        use std::fmt::Write as _;
+        let _ = write!(out, "\\u{:04x}", u32::from(c));
+        rest = &rest[i + c.len_utf8()..];
+    }
+    out.push_str(rest);
 }
 
 #[cfg(test)]
@@ -269,6 +289,41 @@ mod tests {
         assert_eq!(v["target"], "/a b\"c");
         assert_eq!(v["time"], "2026-11-26T07:57:29Z");
         assert_eq!(v["duration_ms"], 1.5);
+    }
+
+    #[test]
+    fn combined_log_escapes_unicode_line_breaks() {
+        let r = Record {
+            target: "/a\u{2028}b".into(),
+            referer: Some("x\u{0085}y".into()),
+            user_agent: Some("ua\u{2029}é\u{7f}\t".into()),
+            ..record()
+        };
+        let mut s = String::new();
+        combined(&r, &mut s);
+        assert!(s.is_ascii(), "{s:?}");
+        assert!(s.contains("\"GET /a\\xE2\\x80\\xA8b HTTP/1.1\""), "{s}");
+        assert!(s.contains("\"x\\xC2\\x85y\""), "{s}");
+        assert!(s.ends_with("\"ua\\xE2\\x80\\xA9\\xC3\\xA9\\x7F\\x09\"\n"), "{s}");
+    }
+
+    #[test]
+    fn json_log_escapes_unicode_line_breaks() {
+        let r = Record {
+            target: "/a\u{2028}b".into(),
+            referer: Some("x\u{0085}y".into()),
+            user_agent: Some("ua\u{2029}é".into()),
+            ..record()
+        };
+        let mut s = String::new();
+        json(&r, &mut s);
+        for raw in ['\u{2028}', '\u{2029}', '\u{0085}'] {
+            assert!(!s.contains(raw), "{raw:?} written raw: {s}");
+        }
+        assert!(s.contains(r#""/a\u2028b""#) && s.contains(r#""x\u0085y""#), "{s}");
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["target"], "/a\u{2028}b");
+        assert_eq!(v["user_agent"], "ua\u{2029}é");
     }
 
     #[test]
