@@ -45,6 +45,19 @@ pub const QUEUE_DEPTH: usize = 1024;
 /// Time in-flight responses get to finish after SIGTERM/SIGINT before the process exits.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
+/// Largest value `--head-timeout`, `--idle-timeout`, `--write-timeout` and
+/// `--grace-period` take: one day. The defaults are seconds (nginx's are too); a day
+/// covers a keep-alive client that stays for a working day, a write stalled by a
+/// suspended laptop, or a drain that lets hour-long downloads finish, and anything
+/// larger is a typo (a missing unit, a value in ms given as s). Bounding it also keeps
+/// every deadline (`Instant` + timeout) far from overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Largest `--linger`: one second. A lingering worker sits in `read` until the linger
+/// ends even when new connections queue up behind it, so the linger is added to a new
+/// client's wait whenever every worker lingers; past a second that is a stall users see.
+pub const MAX_LINGER: Duration = Duration::from_secs(1);
+
 /// Seconds a 503 tells the client to wait (`Retry-After`).
 pub const RETRY_AFTER_SECS: u32 = 1;
 

@@ -15,6 +15,7 @@ mod represent;
 mod serve;
 mod worker;
 
+use crate::clock;
 use crate::config::Config;
 use crate::stats::{self, Gauges, Msg, Snapshot};
 use conn::{Conn, OpenGuard};
@@ -292,7 +293,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
             stream,
             peer,
             OpenGuard::new(&shared.gauges),
-            Instant::now() + limits.head_timeout,
+            clock::deadline(Instant::now(), limits.head_timeout),
         );
         if let Err(e) = jobs.try_send(conn) {
             shed(shared, &e.into_inner().stream, "All workers are busy.");

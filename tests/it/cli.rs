@@ -240,3 +240,66 @@ fn flags_read_environment_variables_and_help_reads_well() {
         .unwrap();
     assert!(!status.success(), "healthcheck against a stopped server");
 }
+
+/// Runs the binary with `args`; kills it (and fails) if it is still running after
+/// `within`. Returns its exit status and stderr.
+fn run_bounded(args: &[&str], within: Duration) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("threadserve {args:?} still running after {within:?}: the value was accepted");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn huge_head_timeout_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let cases = [
+        ("--head-timeout", "10000000000000000000", "maximum of 1440m"),
+        ("--idle-timeout", "1441m", "maximum of 1440m"),
+        ("--write-timeout", "86401", "maximum of 1440m"),
+        ("--grace-period", "90000s", "maximum of 1440m"),
+        ("--linger", "2s", "maximum of 1s"),
+    ];
+    for (flag, value, max) in cases {
+        let (status, stderr) = run_bounded(&[root, "--port", "0", flag, value], Duration::from_secs(3));
+        assert!(!status.success(), "{flag} {value}");
+        // clap's format: the first line names the flag, the value and the maximum.
+        let first = stderr.lines().next().unwrap_or_default();
+        for want in [flag, value, max] {
+            assert!(first.contains(want), "{flag} {value}: '{want}' missing from {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // The maxima themselves are accepted.
+    let mut server = spawn(
+        dir.path(),
+        &["--head-timeout", "1440m", "--grace-period", "86400s", "--linger", "1s"],
+    );
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(s);
+    assert!(read_response(&mut r, false).is_some());
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
+}
