@@ -138,6 +138,12 @@ impl Handle {
         let _ = self.shared.poller.notify();
     }
 
+    /// What SIGHUP asks for: a reload. For now it only logs the request; re-resolving
+    /// the root (and later reloading TLS certificates) will hang off this hook.
+    pub fn reload(&self) {
+        log::info!("SIGHUP: reload requested");
+    }
+
     /// The current counters, or `None` if the logger has stopped.
     pub fn stats(&self) -> Option<Snapshot> {
         self.shared.snapshot()

@@ -15,6 +15,33 @@ struct Spawned {
     stdout: BufReader<std::process::ChildStdout>,
 }
 
+/// A test that fails must not leave a server running.
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `GET path` with `Connection: close` on a new connection.
+fn get(addr: &str, path: &str) -> Option<crate::support::Response> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+    read_response(&mut BufReader::new(s), false)
+}
+
+/// Everything the server wrote to stderr (call after it exited).
+fn stderr_of(server: &mut Spawned) -> String {
+    let mut err = String::new();
+    if let Some(mut e) = server.child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
 fn spawn(root: &std::path::Path, args: &[&str]) -> Spawned {
     let mut child = Command::new(BIN)
         .arg(root)
@@ -111,7 +138,7 @@ fn access_log_has_one_combined_line_per_request_and_none_lost_on_sigterm() {
     }
     sigterm(&server.child);
     assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
-    let lines: Vec<String> = server.stdout.lines().map(Result::unwrap).collect();
+    let lines: Vec<String> = server.stdout.by_ref().lines().map(Result::unwrap).collect();
     assert_eq!(lines.len(), 50, "{lines:?}");
     let re_ok = |l: &str| {
         l.starts_with("127.0.0.1 - - [")
@@ -302,4 +329,27 @@ fn huge_head_timeout_is_a_startup_error() {
     assert!(read_response(&mut r, false).is_some());
     sigterm(&server.child);
     assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
+}
+
+#[test]
+fn sighup_sigusr1_and_sigusr2_do_not_kill_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"A");
+    let mut server = spawn(dir.path(), &["--log-format", "off"]);
+    for (name, sig) in [
+        ("SIGHUP", libc::SIGHUP),
+        ("SIGUSR1", libc::SIGUSR1),
+        ("SIGUSR2", libc::SIGUSR2),
+    ] {
+        unsafe { libc::kill(server.child.id() as i32, sig) };
+        std::thread::sleep(Duration::from_millis(200));
+        let exited = server.child.try_wait().unwrap();
+        assert!(exited.is_none(), "{name} ended the server: {exited:?}");
+        let res = get(&server.addr, "/a.txt").unwrap_or_else(|| panic!("no answer after {name}"));
+        assert_eq!((res.status, res.body.as_slice()), (200, &b"A"[..]), "after {name}");
+    }
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
+    let stderr = stderr_of(&mut server);
+    assert_eq!(stderr.matches("SIGHUP: reload requested").count(), 1, "{stderr}");
 }
