@@ -3,12 +3,16 @@
 //! Workers share no mutable state with it: each finished request is a [`Record`] sent
 //! over a channel. Gauges that the accept loop and workers change (open connections,
 //! busy workers) are atomics read when a snapshot is taken.
+//!
+//! This thread never writes to stdout, so it never waits on it: it counts every record
+//! (counters stay exact even when log lines are dropped), formats its line and pushes it
+//! on the [`log_writer`](crate::log_writer) queue, which is bounded in bytes.
 
 use crate::clock::Civil;
 use crate::config::LogFormat;
+use crate::log_writer::Queue;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
-use std::io::{self, Write};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -76,6 +80,11 @@ pub struct Snapshot {
     pub busy_workers: usize,
     /// Connections refused with 503 before a request was read.
     pub shed_connections: usize,
+    /// Access-log records dropped because stdout was not keeping up (the log queue
+    /// was full); the requests are still counted above.
+    pub log_records_dropped: u64,
+    /// Access-log records lost because writing them to stdout failed (e.g. EPIPE).
+    pub log_records_lost: u64,
     /// Seconds since start.
     pub uptime_secs: u64,
 }
@@ -111,17 +120,16 @@ impl Snapshot {
 }
 
 /// Runs the logger loop until [`Msg::Stop`] or every sender is gone; returns the final
-/// counters. Lines are buffered and flushed whenever the queue runs empty.
-pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, out: impl Write) -> Snapshot {
+/// counters. Lines go to the writer whenever the queue of records runs empty.
+pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, mut log: Queue) -> Snapshot {
     let started = Instant::now();
-    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     let mut counters = Snapshot::default();
     let mut line = String::with_capacity(256);
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
             Err(_) => {
-                let _ = out.flush();
+                log.flush();
                 match rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
@@ -138,24 +146,29 @@ pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, out: impl 
                         LogFormat::Json => json(r, &mut line),
                         LogFormat::Off => continue,
                     }
-                    if out.write_all(line.as_bytes()).is_err() {
-                        log::warn!("access log write failed; later lines may be lost");
-                    }
+                    log.push(line.as_bytes());
                 }
             }
             Msg::Snapshot(reply) => {
-                let mut s = counters.clone();
-                s.open_connections = gauges.open.load(Ordering::Relaxed);
-                s.busy_workers = gauges.busy.load(Ordering::Relaxed);
-                s.shed_connections = gauges.shed.load(Ordering::Relaxed);
-                s.uptime_secs = started.elapsed().as_secs();
-                let _ = reply.send(s);
+                let _ = reply.send(snapshot(&counters, &gauges, &log, started));
             }
             Msg::Stop => break,
         }
     }
-    let _ = out.flush();
-    counters
+    log.flush();
+    snapshot(&counters, &gauges, &log, started)
+}
+
+fn snapshot(counters: &Snapshot, gauges: &Gauges, log: &Queue, started: Instant) -> Snapshot {
+    Snapshot {
+        open_connections: gauges.open.load(Ordering::Relaxed),
+        busy_workers: gauges.busy.load(Ordering::Relaxed),
+        shed_connections: gauges.shed.load(Ordering::Relaxed),
+        log_records_dropped: log.dropped(),
+        log_records_lost: log.lost(),
+        uptime_secs: started.elapsed().as_secs(),
+        ..counters.clone()
+    }
 }
 
 /// Appends a Combined Log Format line:
@@ -336,8 +349,10 @@ mod tests {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         tx.send(Msg::Snapshot(reply_tx)).unwrap();
         tx.send(Msg::Stop).unwrap();
-        let mut out = Vec::new();
-        let last = run(LogFormat::Combined, rx, gauges, &mut out);
+        let (out, lines) = crossbeam_channel::unbounded();
+        let (queue, writer) = crate::log_writer::start(Lines(out), 1 << 20).unwrap();
+        let last = run(LogFormat::Combined, rx, gauges, queue);
+        assert_eq!(writer.finish(Instant::now() + Duration::from_secs(1)), 0);
         let snap = reply_rx.recv().unwrap();
         assert_eq!(snap.requests, 5);
         assert_eq!(
@@ -346,6 +361,20 @@ mod tests {
         );
         assert_eq!(snap.open_connections, 3);
         assert_eq!(last.bytes_sent, 5 * 1024);
+        let out: Vec<u8> = lines.try_iter().flatten().collect();
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 5);
+    }
+
+    /// Collects what the log writer writes.
+    struct Lines(crossbeam_channel::Sender<Vec<u8>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
