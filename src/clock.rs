@@ -1,7 +1,24 @@
 //! Calendar formatting of UTC timestamps for listings and access logs (HTTP dates use
-//! `httpdate`). Pure: callers pass the time in.
+//! `httpdate`), and deadline arithmetic that cannot overflow. Pure: callers pass the
+//! time in.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `now + timeout`, never panicking: when the sum does not fit in an `Instant` (a
+/// timeout of `Duration::MAX` set in code), the farthest instant that does, which is
+/// centuries away. Every deadline in the engine is computed with this.
+pub fn deadline(now: Instant, timeout: Duration) -> Instant {
+    let mut step = timeout;
+    loop {
+        if let Some(t) = now.checked_add(step) {
+            return t;
+        }
+        step /= 2;
+        if step.is_zero() {
+            return now;
+        }
+    }
+}
 
 /// A UTC date and time of day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +114,15 @@ impl Civil {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadline_never_overflows() {
+        let now = Instant::now();
+        assert_eq!(deadline(now, Duration::from_secs(10)), now + Duration::from_secs(10));
+        assert_eq!(deadline(now, Duration::ZERO), now);
+        let far = deadline(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(100 * 365 * 86_400), "{far:?}");
+    }
 
     #[test]
     fn known_instants_format_correctly() {

@@ -124,16 +124,16 @@ pub struct Cli {
     pub queue_depth: usize,
 
     /// Time to send a whole request head (e.g. 10s, 500ms).
-    #[arg(long, env = "THREADSERVE_HEAD_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
-    pub head_timeout: Duration,
+    #[arg(long, env = "THREADSERVE_HEAD_TIMEOUT", value_parser = parse_timeout, default_value_t = FlagDuration(limits::HEAD_TIMEOUT))]
+    pub head_timeout: FlagDuration,
 
     /// Idle keep-alive connections are closed after this long.
-    #[arg(long, env = "THREADSERVE_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
-    pub idle_timeout: Duration,
+    #[arg(long, env = "THREADSERVE_IDLE_TIMEOUT", value_parser = parse_timeout, default_value_t = FlagDuration(limits::IDLE_TIMEOUT))]
+    pub idle_timeout: FlagDuration,
 
     /// A single blocked write longer than this drops the client.
-    #[arg(long, env = "THREADSERVE_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
-    pub write_timeout: Duration,
+    #[arg(long, env = "THREADSERVE_WRITE_TIMEOUT", value_parser = parse_timeout, default_value_t = FlagDuration(limits::WRITE_TIMEOUT))]
+    pub write_timeout: FlagDuration,
 
     /// Largest request head in bytes (larger: 431).
     #[arg(long, env = "THREADSERVE_MAX_HEAD_BYTES", default_value_t = limits::MAX_HEAD_BYTES)]
@@ -145,12 +145,12 @@ pub struct Cli {
 
     /// How long a worker waits on a quiet keep-alive connection (when no other is
     /// queued) before handing it to the idle watcher; 0 hands it over at once.
-    #[arg(long, env = "THREADSERVE_LINGER", value_parser = parse_duration, default_value = "10ms")]
-    pub linger: Duration,
+    #[arg(long, env = "THREADSERVE_LINGER", value_parser = parse_linger, default_value_t = FlagDuration(limits::LINGER))]
+    pub linger: FlagDuration,
 
     /// Time in-flight responses get to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "THREADSERVE_GRACE_PERIOD", value_parser = parse_duration, default_value = "10s")]
-    pub grace_period: Duration,
+    #[arg(long, env = "THREADSERVE_GRACE_PERIOD", value_parser = parse_timeout, default_value_t = FlagDuration(limits::GRACE_PERIOD))]
+    pub grace_period: FlagDuration,
 
     /// A subcommand instead of serving.
     #[command(subcommand)]
@@ -189,6 +189,43 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown unit '{unit}' in '{s}' (use ms, s or m)")),
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
+}
+
+/// The value of a duration flag: read as `10s`, `500ms`, `2m` (see [`parse_duration`])
+/// and shown the same way, so `--help` prints defaults taken from [`limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagDuration(pub Duration);
+
+impl fmt::Display for FlagDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (secs, nanos) = (self.0.as_secs(), self.0.subsec_nanos());
+        match (secs, nanos) {
+            (0, 0) => f.write_str("0s"),
+            (s, 0) if s % 60 == 0 => write!(f, "{}m", s / 60),
+            (s, 0) => write!(f, "{s}s"),
+            (_, n) if n % 1_000_000 == 0 => write!(f, "{}ms", self.0.as_millis()),
+            _ => write!(f, "{}s", self.0.as_secs_f64()),
+        }
+    }
+}
+
+/// Parses a timeout flag (`--head-timeout`, `--idle-timeout`, `--write-timeout`,
+/// `--grace-period`): a duration up to [`limits::MAX_TIMEOUT`].
+pub fn parse_timeout(s: &str) -> Result<FlagDuration, String> {
+    parse_at_most(s, limits::MAX_TIMEOUT, "a day")
+}
+
+/// Parses `--linger`: a duration up to [`limits::MAX_LINGER`].
+pub fn parse_linger(s: &str) -> Result<FlagDuration, String> {
+    parse_at_most(s, limits::MAX_LINGER, "a lingering worker keeps new clients waiting")
+}
+
+fn parse_at_most(s: &str, max: Duration, why: &str) -> Result<FlagDuration, String> {
+    let d = parse_duration(s)?;
+    if d > max {
+        return Err(format!("above the maximum of {} ({why})", FlagDuration(max)));
+    }
+    Ok(FlagDuration(d))
 }
 
 /// Limits and timeouts, defaulting to the constants in [`limits`].
@@ -354,15 +391,15 @@ impl Cli {
         config.bind = resolve_bind(&self.bind, self.port)?;
         config.threads = self.threads.map_or_else(default_threads, usize::from);
         config.limits = Limits {
-            head_timeout: self.head_timeout,
-            idle_timeout: self.idle_timeout,
-            write_timeout: self.write_timeout,
-            linger: self.linger,
+            head_timeout: self.head_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            write_timeout: self.write_timeout.0,
+            linger: self.linger.0,
             max_head_bytes: self.max_head_bytes,
             max_headers: self.max_headers,
             max_connections: self.max_connections,
             queue_depth: self.queue_depth,
-            grace_period: self.grace_period,
+            grace_period: self.grace_period.0,
         };
         config.dotfiles = self.dotfiles;
         config.follow_symlinks = self.follow_symlinks;
@@ -432,6 +469,34 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn duration_flags_stop_at_their_maximum() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(parse_timeout("1440m"), Ok(FlagDuration(day)));
+        assert_eq!(parse_timeout("86400"), Ok(FlagDuration(day)));
+        let err = parse_timeout("10000000000000000000").unwrap_err();
+        assert!(err.contains("maximum of 1440m"), "{err}");
+        assert!(parse_timeout("86400.001s").is_err());
+        assert_eq!(parse_linger("1s"), Ok(FlagDuration(Duration::from_secs(1))));
+        assert!(parse_linger("1001ms").unwrap_err().contains("maximum of 1s"));
+    }
+
+    #[test]
+    fn duration_defaults_show_as_they_are_typed() {
+        let cases = [
+            (limits::HEAD_TIMEOUT, "10s"),
+            (limits::LINGER, "10ms"),
+            (limits::MAX_TIMEOUT, "1440m"),
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_micros(1500), "0.0015s"),
+        ];
+        for (d, shown) in cases {
+            assert_eq!(FlagDuration(d).to_string(), shown);
+            assert_eq!(parse_duration(shown), Ok(d), "{shown} reads back");
+        }
     }
 
     #[test]

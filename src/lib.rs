@@ -6,7 +6,8 @@
 //! requests, [`range`] requests and [`encoding`] negotiation), [`listing`] renders
 //! directories and [`wire`] serializes response heads. Sockets and files live at the
 //! edges: [`files`] opens what a path names, [`server`] runs the accept loop, the
-//! worker pool, the idle watcher and the logger/stats thread ([`stats`]).
+//! worker pool, the idle watcher and the logger/stats thread ([`stats`]), which hands
+//! access-log lines to the only thread that writes to stdout ([`log_writer`]).
 //!
 //! Start a server in-process:
 //! ```no_run
@@ -27,6 +28,7 @@ pub mod files;
 pub mod head;
 pub mod limits;
 pub mod listing;
+pub mod log_writer;
 pub mod range;
 pub mod resolve;
 pub mod respond;

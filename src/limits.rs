@@ -45,12 +45,51 @@ pub const QUEUE_DEPTH: usize = 1024;
 /// Time in-flight responses get to finish after SIGTERM/SIGINT before the process exits.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
+/// Largest value `--head-timeout`, `--idle-timeout`, `--write-timeout` and
+/// `--grace-period` take: one day. The defaults are seconds (nginx's are too); a day
+/// covers a keep-alive client that stays for a working day, a write stalled by a
+/// suspended laptop, or a drain that lets hour-long downloads finish, and anything
+/// larger is a typo (a missing unit, a value in ms given as s). Bounding it also keeps
+/// every deadline (`Instant` + timeout) far from overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Largest `--linger`: one second. A lingering worker sits in `read` until the linger
+/// ends even when new connections queue up behind it, so the linger is added to a new
+/// client's wait whenever every worker lingers; past a second that is a stall users see.
+pub const MAX_LINGER: Duration = Duration::from_secs(1);
+
 /// Seconds a 503 tells the client to wait (`Retry-After`).
 pub const RETRY_AFTER_SECS: u32 = 1;
 
-/// Access-log records buffered between workers and the logger thread. A full buffer
-/// makes workers wait (the log never drops records); 64 Ki records is ~1 s at full speed.
-pub const LOG_QUEUE: usize = 64 * 1024;
+/// Batches of access-log records (each up to [`LOG_BATCH`]) queued between workers and
+/// the logger/stats thread. That thread only counts and formats (it never waits on
+/// stdout: the writer thread does, behind [`LOG_BUFFER_BYTES`]), so the queue only
+/// absorbs the moments it is off CPU; when full, workers wait for it, because the
+/// counters must see every request. 256 batches are 8,192 records, about 80 ms at
+/// 100k requests/s.
+pub const LOG_QUEUE: usize = 256;
+
+/// Access-log lines formatted but not yet written to stdout, in bytes (allocated
+/// bytes, so it bounds memory). When it is full, new lines are **dropped and counted**
+/// (`log_records_dropped` in the stats) instead of making workers wait: a stuck log
+/// reader must not stop the site. (nginx blocks its workers on a blocked log; we prefer
+/// availability.) 4 MiB is about 20,000 combined lines of 200 bytes, seconds of a busy
+/// server's log: enough to ride out a log shipper's hiccup, and a ceiling on memory
+/// whatever stdout does.
+pub const LOG_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Access-log lines are handed to the writer thread in pieces up to this size (one
+/// `write` each), or sooner when no more records are waiting. A pipe's capacity.
+pub const LOG_WRITE_BYTES: usize = 64 * 1024;
+
+/// Least time between two warnings about access-log lines dropped or lost (each says
+/// how many since the last), so a closed or stalled stdout cannot flood stderr.
+pub const LOG_WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// At shutdown, how long the log writer may go without writing anything before the
+/// process stops waiting for it (it also never waits past the grace period by more
+/// than this). Half of the second beyond `--grace-period` the process may take to exit.
+pub const LOG_FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Listen backlog: connections the kernel holds before `accept`.
 pub const LISTEN_BACKLOG: i32 = 4096;

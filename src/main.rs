@@ -1,4 +1,5 @@
-//! The `threadserve` command: parse flags, bind, serve until SIGTERM/SIGINT.
+//! The `threadserve` command: parse flags, bind, serve until SIGTERM/SIGINT (SIGHUP
+//! asks for a reload; SIGUSR1 and SIGUSR2 are ignored).
 
 use clap::Parser;
 use std::io::{Read, Write};
@@ -6,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 use threadserve::config::{self, Cli, Command};
-use threadserve::server::Server;
+use threadserve::server::{Handle, Server};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -33,18 +34,7 @@ fn serve(cli: Cli) -> Result<(), String> {
     let server = Server::bind(config).map_err(|e| e.to_string())?;
     // After bind, so a start-up error stays the only line on stderr.
     raise_fd_limit(max_connections);
-    let handle = server.handle();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    std::thread::Builder::new()
-        .name("ts-signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                log::info!("received signal {sig}; finishing in-flight responses");
-                handle.shutdown();
-            }
-        })
-        .map_err(|e| e.to_string())?;
+    handle_signals(server.handle())?;
     let addr = server.local_addr();
     println!(
         "threadserve serving {root} at http://{} with {threads} worker threads",
@@ -52,6 +42,31 @@ fn serve(cli: Cli) -> Result<(), String> {
     );
     let _ = std::io::stdout().flush();
     server.run().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Catches the signals whose default action would kill the server: SIGTERM and SIGINT
+/// start a graceful shutdown, SIGHUP asks for a reload, SIGUSR1 and SIGUSR2 are
+/// ignored (logged at debug level) so a stray `kill -USR1` cannot take the site down.
+fn handle_signals(handle: Handle) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("ts-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => handle.reload(),
+                    SIGUSR1 | SIGUSR2 => log::debug!("received signal {sig}; ignored"),
+                    _ => {
+                        log::info!("received signal {sig}; finishing in-flight responses");
+                        handle.shutdown();
+                    }
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -3,12 +3,16 @@
 //! Workers share no mutable state with it: each finished request is a [`Record`] sent
 //! over a channel. Gauges that the accept loop and workers change (open connections,
 //! busy workers) are atomics read when a snapshot is taken.
+//!
+//! This thread never writes to stdout, so it never waits on it: it counts every record
+//! (counters stay exact even when log lines are dropped), formats its line and pushes it
+//! on the [`log_writer`](crate::log_writer) queue, which is bounded in bytes.
 
 use crate::clock::Civil;
 use crate::config::LogFormat;
+use crate::log_writer::Queue;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
-use std::io::{self, Write};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -76,6 +80,11 @@ pub struct Snapshot {
     pub busy_workers: usize,
     /// Connections refused with 503 before a request was read.
     pub shed_connections: usize,
+    /// Access-log records dropped because stdout was not keeping up (the log queue
+    /// was full); the requests are still counted above.
+    pub log_records_dropped: u64,
+    /// Access-log records lost because writing them to stdout failed (e.g. EPIPE).
+    pub log_records_lost: u64,
     /// Seconds since start.
     pub uptime_secs: u64,
 }
@@ -111,17 +120,16 @@ impl Snapshot {
 }
 
 /// Runs the logger loop until [`Msg::Stop`] or every sender is gone; returns the final
-/// counters. Lines are buffered and flushed whenever the queue runs empty.
-pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, out: impl Write) -> Snapshot {
+/// counters. Lines go to the writer whenever the queue of records runs empty.
+pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, mut log: Queue) -> Snapshot {
     let started = Instant::now();
-    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     let mut counters = Snapshot::default();
     let mut line = String::with_capacity(256);
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
             Err(_) => {
-                let _ = out.flush();
+                log.flush();
                 match rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
@@ -138,24 +146,29 @@ pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, out: impl 
                         LogFormat::Json => json(r, &mut line),
                         LogFormat::Off => continue,
                     }
-                    if out.write_all(line.as_bytes()).is_err() {
-                        log::warn!("access log write failed; later lines may be lost");
-                    }
+                    log.push(line.as_bytes());
                 }
             }
             Msg::Snapshot(reply) => {
-                let mut s = counters.clone();
-                s.open_connections = gauges.open.load(Ordering::Relaxed);
-                s.busy_workers = gauges.busy.load(Ordering::Relaxed);
-                s.shed_connections = gauges.shed.load(Ordering::Relaxed);
-                s.uptime_secs = started.elapsed().as_secs();
-                let _ = reply.send(s);
+                let _ = reply.send(snapshot(&counters, &gauges, &log, started));
             }
             Msg::Stop => break,
         }
     }
-    let _ = out.flush();
-    counters
+    log.flush();
+    snapshot(&counters, &gauges, &log, started)
+}
+
+fn snapshot(counters: &Snapshot, gauges: &Gauges, log: &Queue, started: Instant) -> Snapshot {
+    Snapshot {
+        open_connections: gauges.open.load(Ordering::Relaxed),
+        busy_workers: gauges.busy.load(Ordering::Relaxed),
+        shed_connections: gauges.shed.load(Ordering::Relaxed),
+        log_records_dropped: log.dropped(),
+        log_records_lost: log.lost(),
+        uptime_secs: started.elapsed().as_secs(),
+        ..counters.clone()
+    }
 }
 
 /// Appends a Combined Log Format line:
@@ -179,18 +192,22 @@ pub fn combined(r: &Record, out: &mut String) {
     out.push_str("\"\n");
 }
 
-/// Escapes `"`, `\` and control characters the way nginx does (`\xHH`), so a request
-/// cannot forge log lines.
+/// Escapes `"`, `\`, control bytes and every byte outside ASCII as `\xHH`, the way
+/// nginx does, so a request cannot forge log lines: not with CR/LF, and not with the
+/// Unicode line breaks (U+0085, U+2028, U+2029) that Unicode-aware tools split on. The
+/// line is pure ASCII; a UTF-8 character shows as its bytes (`é` → `\xC3\xA9`).
 fn escape_clf(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b.is_ascii_control()) {
+    let plain = |b: u8| b.is_ascii() && !b.is_ascii_control() && b != b'"' && b != b'\\';
+    if s.bytes().all(plain) {
         return s.into();
     }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c == '"' || c == '\\' || c.is_ascii_control() {
-            out.push_str(&format!("\\x{:02X}", c as u32));
+    let mut out = String::with_capacity(s.len() + 16);
+    for b in s.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
         } else {
-            out.push(c);
+            use std::fmt::Write as _;
+            let _ = write!(out, "\\x{b:02X}");
         }
     }
     out.into()
@@ -224,9 +241,25 @@ pub fn json(r: &Record, out: &mut String) {
         user_agent: r.user_agent.as_deref(),
     };
     if let Ok(s) = serde_json::to_string(&line) {
-        out.push_str(&s);
+        push_json_line_safe(out, &s);
         out.push('\n');
     }
+}
+
+/// Appends serialised JSON with U+0085, U+2028 and U+2029 escaped as `\uXXXX`: valid
+/// JSON either way, but raw they are line breaks to Unicode-aware log tools (and
+/// U+2028/U+2029 end a line in JavaScript before ES2019). serde_json leaves them raw.
+/// They can only occur inside strings, so escaping them in place keeps the JSON valid.
+fn push_json_line_safe(out: &mut String, json: &str) {
+    let mut rest = json;
+    while let Some(i) = rest.find(['\u{0085}', '\u{2028}', '\u{2029}']) {
+        out.push_str(&rest[..i]);
+        let c = rest[i..].chars().next().unwrap_or_default();
+        use std::fmt::Write as _;
+        let _ = write!(out, "\\u{:04x}", u32::from(c));
+        rest = &rest[i + c.len_utf8()..];
+    }
+    out.push_str(rest);
 }
 
 #[cfg(test)]
@@ -272,6 +305,41 @@ mod tests {
     }
 
     #[test]
+    fn combined_log_escapes_unicode_line_breaks() {
+        let r = Record {
+            target: "/a\u{2028}b".into(),
+            referer: Some("x\u{0085}y".into()),
+            user_agent: Some("ua\u{2029}é\u{7f}\t".into()),
+            ..record()
+        };
+        let mut s = String::new();
+        combined(&r, &mut s);
+        assert!(s.is_ascii(), "{s:?}");
+        assert!(s.contains("\"GET /a\\xE2\\x80\\xA8b HTTP/1.1\""), "{s}");
+        assert!(s.contains("\"x\\xC2\\x85y\""), "{s}");
+        assert!(s.ends_with("\"ua\\xE2\\x80\\xA9\\xC3\\xA9\\x7F\\x09\"\n"), "{s}");
+    }
+
+    #[test]
+    fn json_log_escapes_unicode_line_breaks() {
+        let r = Record {
+            target: "/a\u{2028}b".into(),
+            referer: Some("x\u{0085}y".into()),
+            user_agent: Some("ua\u{2029}é".into()),
+            ..record()
+        };
+        let mut s = String::new();
+        json(&r, &mut s);
+        for raw in ['\u{2028}', '\u{2029}', '\u{0085}'] {
+            assert!(!s.contains(raw), "{raw:?} written raw: {s}");
+        }
+        assert!(s.contains(r#""/a\u2028b""#) && s.contains(r#""x\u0085y""#), "{s}");
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["target"], "/a\u{2028}b");
+        assert_eq!(v["user_agent"], "ua\u{2029}é");
+    }
+
+    #[test]
     fn logger_counts_by_class_and_answers_snapshots() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let gauges = Arc::new(Gauges::default());
@@ -281,8 +349,10 @@ mod tests {
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
         tx.send(Msg::Snapshot(reply_tx)).unwrap();
         tx.send(Msg::Stop).unwrap();
-        let mut out = Vec::new();
-        let last = run(LogFormat::Combined, rx, gauges, &mut out);
+        let (out, lines) = crossbeam_channel::unbounded();
+        let (queue, writer) = crate::log_writer::start(Lines(out), 1 << 20).unwrap();
+        let last = run(LogFormat::Combined, rx, gauges, queue);
+        assert_eq!(writer.finish(Instant::now() + Duration::from_secs(1)), 0);
         let snap = reply_rx.recv().unwrap();
         assert_eq!(snap.requests, 5);
         assert_eq!(
@@ -291,6 +361,20 @@ mod tests {
         );
         assert_eq!(snap.open_connections, 3);
         assert_eq!(last.bytes_sent, 5 * 1024);
+        let out: Vec<u8> = lines.try_iter().flatten().collect();
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 5);
+    }
+
+    /// Collects what the log writer writes.
+    struct Lines(crossbeam_channel::Sender<Vec<u8>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 use super::conn::Conn;
 use super::Shared;
+use crate::clock;
 use crate::limits::MAX_IDLE_PERCENT;
 use crate::status::Status;
 use crossbeam_channel::{Receiver, Sender};
@@ -32,7 +33,7 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
     let mut early: HashMap<usize, Instant> = HashMap::new();
     let idle_cap = idle_cap(shared.config.limits.max_connections);
     let mut events = Events::new();
-    let mut next_sweep = Instant::now() + SWEEP_EVERY;
+    let mut next_sweep = clock::deadline(Instant::now(), SWEEP_EVERY);
     loop {
         events.clear();
         let timeout = next_sweep.saturating_duration_since(Instant::now());
@@ -71,7 +72,7 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
         if now >= next_sweep {
             sweep(&shared, &mut parked, now);
             early.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(1));
-            next_sweep = now + SWEEP_EVERY;
+            next_sweep = clock::deadline(now, SWEEP_EVERY);
         }
         if shared.is_shutting_down() && drained(&shared, &mut parked, &parked_rx, &jobs) {
             break;

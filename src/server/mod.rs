@@ -15,7 +15,9 @@ mod represent;
 mod serve;
 mod worker;
 
+use crate::clock;
 use crate::config::Config;
+use crate::log_writer;
 use crate::stats::{self, Gauges, Msg, Snapshot};
 use conn::{Conn, OpenGuard};
 use crossbeam_channel::{Receiver, Sender};
@@ -137,6 +139,12 @@ impl Handle {
         let _ = self.shared.poller.notify();
     }
 
+    /// What SIGHUP asks for: a reload. For now it only logs the request; re-resolving
+    /// the root (and later reloading TLS certificates) will hang off this hook.
+    pub fn reload(&self) {
+        log::info!("SIGHUP: reload requested");
+    }
+
     /// The current counters, or `None` if the logger has stopped.
     pub fn stats(&self) -> Option<Snapshot> {
         self.shared.snapshot()
@@ -196,10 +204,11 @@ impl Server {
             log_rx,
         } = self;
         let config = &shared.config;
+        let (log_queue, log_writer) = log_writer::start(io::stdout(), crate::limits::LOG_BUFFER_BYTES)?;
         let log_thread = {
             let gauges = Arc::clone(&shared.gauges);
             let format = config.log_format;
-            spawn("ts-log", move || stats::run(format, log_rx, gauges, io::stdout()))?
+            spawn("ts-log", move || stats::run(format, log_rx, gauges, log_queue))?
         };
         let idle_thread = {
             let (shared, poller, jobs) = (Arc::clone(&shared), Arc::clone(&shared.poller), jobs_tx.clone());
@@ -218,23 +227,48 @@ impl Server {
         drop(jobs_tx);
         drop(listener);
 
-        let grace = config.limits.grace_period;
-        match done_rx.recv_timeout(grace) {
-            // Workers end once the idle watcher has finished the last parked response.
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                let _ = idle_thread.join();
-            }
-            // Past the grace period nothing more is waited for: responses still going
-            // out (in a worker, or parked for a slow reader) are cut when we return.
-            _ => log::warn!(
-                "grace period of {grace:?} over with {} connection(s) still open; exiting anyway",
-                shared.gauges.open.load(Ordering::Relaxed)
-            ),
-        }
+        let grace_end = clock::deadline(Instant::now(), config.limits.grace_period);
+        drain(&shared, &done_rx, idle_thread, grace_end);
+        // The logger thread never waits on stdout, so it stops at once; the writer
+        // gets what is left of the grace period (and a little more) to catch up.
         let _ = shared.log.send(Msg::Stop);
-        let snapshot = log_thread.join().unwrap_or_default();
+        let mut snapshot = log_thread.join().unwrap_or_default();
+        let unwritten = log_writer.finish(grace_end);
+        report_log_losses(&snapshot, unwritten);
+        snapshot.log_records_lost += unwritten;
         log::info!("stopped: {}", serde_json::to_string(&snapshot).unwrap_or_default());
         Ok(snapshot)
+    }
+}
+
+/// Waits until the workers have finished every in-flight response, or the grace period
+/// ends (`grace_end`).
+fn drain(shared: &Shared, workers_done: &Receiver<()>, idle_thread: thread::JoinHandle<()>, grace_end: Instant) {
+    match workers_done.recv_deadline(grace_end) {
+        // Workers end once the idle watcher has finished the last parked response.
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            let _ = idle_thread.join();
+        }
+        // Past the grace period nothing more is waited for: responses still going
+        // out (in a worker, or parked for a slow reader) are cut when we return.
+        _ => log::warn!(
+            "grace period of {:?} over with {} connection(s) still open; exiting anyway",
+            shared.config.limits.grace_period,
+            shared.gauges.open.load(Ordering::Relaxed)
+        ),
+    }
+}
+
+/// One line on stderr at exit if any access-log record did not reach stdout.
+fn report_log_losses(s: &Snapshot, unwritten: u64) {
+    let total = s.log_records_dropped + s.log_records_lost + unwritten;
+    if total > 0 {
+        log::warn!(
+            "access log: {total} record(s) not written: {} dropped while stdout was not keeping up, \
+             {} lost to write errors, {unwritten} still queued at exit",
+            s.log_records_dropped,
+            s.log_records_lost
+        );
     }
 }
 
@@ -292,7 +326,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
             stream,
             peer,
             OpenGuard::new(&shared.gauges),
-            Instant::now() + limits.head_timeout,
+            clock::deadline(Instant::now(), limits.head_timeout),
         );
         if let Err(e) = jobs.try_send(conn) {
             shed(shared, &e.into_inner().stream, "All workers are busy.");

@@ -5,6 +5,7 @@ use super::conn::{Conn, Pending, Wait};
 use super::output::{self, Flush, Segment};
 use super::serve::{self, Scratch};
 use super::Shared;
+use crate::clock;
 use crate::config::LogFormat;
 use crate::head::{self, Head, Parsed};
 use crate::limits::{CACHE_IDLE, LOG_BATCH, LOG_BATCH_AGE};
@@ -182,7 +183,7 @@ impl Worker<'_> {
         let result = output::flush(&mut conn.stream, &mut p.segs, &mut p.sent);
         if matches!(result, Ok(Flush::Blocked)) {
             if p.sent > before {
-                p.deadline = Instant::now() + self.shared.config.limits.write_timeout;
+                p.deadline = clock::deadline(Instant::now(), self.shared.config.limits.write_timeout);
             }
             return Next::Park;
         }
@@ -226,7 +227,7 @@ impl Worker<'_> {
             Ok(0) => Next::Close,
             Ok(_) => {
                 if conn.head_deadline.is_none() {
-                    conn.head_deadline = Some(now + limits.head_timeout);
+                    conn.head_deadline = Some(clock::deadline(now, limits.head_timeout));
                 }
                 Next::Continue
             }
@@ -284,7 +285,7 @@ impl Worker<'_> {
             }
             Ok(Flush::Blocked) => match output::into_owned(&mut self.scratch.segs) {
                 Ok(segs) => {
-                    let deadline = Instant::now() + self.shared.config.limits.write_timeout;
+                    let deadline = clock::deadline(Instant::now(), self.shared.config.limits.write_timeout);
                     *pending = Some(Pending {
                         segs,
                         record: rec,

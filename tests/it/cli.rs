@@ -10,9 +10,51 @@ const BIN: &str = env!("CARGO_BIN_EXE_threadserve");
 
 /// A spawned server; its stdout (start line, access log) is read line by line.
 struct Spawned {
-    child: Child,
+    child: Reaped,
     addr: String,
     stdout: BufReader<std::process::ChildStdout>,
+}
+
+/// A child process killed on drop, so a test that fails leaves no server running.
+struct Reaped(Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `GET path` with `Connection: close` on a new connection.
+fn get(addr: &str, path: &str) -> Option<crate::support::Response> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+    read_response(&mut BufReader::new(s), false)
+}
+
+/// Everything the server wrote to stderr (call after it exited).
+fn stderr_of(server: &mut Spawned) -> String {
+    let mut err = String::new();
+    if let Some(mut e) = server.child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
 }
 
 fn spawn(root: &std::path::Path, args: &[&str]) -> Spawned {
@@ -36,7 +78,7 @@ fn spawn(root: &std::path::Path, args: &[&str]) -> Spawned {
     assert!(!addr.ends_with(":0"), "the start line shows the real port: {line}");
     Spawned {
         addr: addr.to_string(),
-        child,
+        child: Reaped(child),
         stdout,
     }
 }
@@ -239,4 +281,193 @@ fn flags_read_environment_variables_and_help_reads_well() {
         .status()
         .unwrap();
     assert!(!status.success(), "healthcheck against a stopped server");
+}
+
+/// Runs the binary with `args`; kills it (and fails) if it is still running after
+/// `within`. Returns its exit status and stderr.
+fn run_bounded(args: &[&str], within: Duration) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("threadserve {args:?} still running after {within:?}: the value was accepted");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn huge_head_timeout_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let cases = [
+        ("--head-timeout", "10000000000000000000", "maximum of 1440m"),
+        ("--idle-timeout", "1441m", "maximum of 1440m"),
+        ("--write-timeout", "86401", "maximum of 1440m"),
+        ("--grace-period", "90000s", "maximum of 1440m"),
+        ("--linger", "2s", "maximum of 1s"),
+    ];
+    for (flag, value, max) in cases {
+        let (status, stderr) = run_bounded(&[root, "--port", "0", flag, value], Duration::from_secs(3));
+        assert!(!status.success(), "{flag} {value}");
+        // clap's format: the first line names the flag, the value and the maximum.
+        let first = stderr.lines().next().unwrap_or_default();
+        for want in [flag, value, max] {
+            assert!(first.contains(want), "{flag} {value}: '{want}' missing from {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // The maxima themselves are accepted.
+    let mut server = spawn(
+        dir.path(),
+        &["--head-timeout", "1440m", "--grace-period", "86400s", "--linger", "1s"],
+    );
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = BufReader::new(s);
+    assert!(read_response(&mut r, false).is_some());
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
+}
+
+#[test]
+fn sighup_sigusr1_and_sigusr2_do_not_kill_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"A");
+    let mut server = spawn(dir.path(), &["--log-format", "off"]);
+    for (name, sig) in [
+        ("SIGHUP", libc::SIGHUP),
+        ("SIGUSR1", libc::SIGUSR1),
+        ("SIGUSR2", libc::SIGUSR2),
+    ] {
+        unsafe { libc::kill(server.child.id() as i32, sig) };
+        std::thread::sleep(Duration::from_millis(200));
+        let exited = server.child.try_wait().unwrap();
+        assert!(exited.is_none(), "{name} ended the server: {exited:?}");
+        let res = get(&server.addr, "/a.txt").unwrap_or_else(|| panic!("no answer after {name}"));
+        assert_eq!((res.status, res.body.as_slice()), (200, &b"A"[..]), "after {name}");
+    }
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
+    let stderr = stderr_of(&mut server);
+    assert_eq!(stderr.matches("SIGHUP: reload requested").count(), 1, "{stderr}");
+}
+
+/// Sends `n` keep-alive requests for `/a.txt` with a User-Agent of `ua_len` bytes on one
+/// connection, reading every response.
+fn send_requests(addr: &str, n: usize, ua_len: usize) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let request = format!(
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nUser-Agent: {}\r\n\r\n",
+        "u".repeat(ua_len)
+    );
+    for _ in 0..n {
+        s.write_all(request.as_bytes()).unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    }
+}
+
+#[test]
+fn sigterm_exits_within_grace_when_stdout_is_stalled() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"A");
+    // `server.stdout` keeps the pipe's read end open, and nobody reads it any more.
+    let mut server = spawn(dir.path(), &["--grace-period", "1s"]);
+    // 300 lines of over 1 KiB: far more than a 64 KiB pipe holds.
+    send_requests(&server.addr, 300, 1024);
+    std::thread::sleep(Duration::from_millis(300)); // the writer is stuck in write(1) now
+    let t = Instant::now();
+    sigterm(&server.child);
+    let status = wait_exit(&mut server.child, Duration::from_secs(2));
+    assert!(status.success(), "{status:?} after {:?}", t.elapsed());
+    let stderr = stderr_of(&mut server);
+    let report: Vec<&str> = stderr.lines().filter(|l| l.contains("not written")).collect();
+    assert_eq!(report.len(), 1, "one line counts the records not written: {stderr}");
+    assert!(report[0].contains("still queued at exit"), "{stderr}");
+}
+
+#[test]
+fn stalled_stdout_drops_log_records_but_counts_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"A");
+    let mut server = spawn(dir.path(), &["--stats-path", "/.stats", "--grace-period", "1s"]);
+    // 800 lines of 8 KiB (6.4 MB) do not fit the log buffer (and a stalled pipe).
+    send_requests(&server.addr, 800, 8 * 1024);
+    // Records reach the counters just after their response; earlier stats requests
+    // count too (they are 200s as well).
+    let mut polls = 0;
+    let v = loop {
+        polls += 1;
+        let stats = get(&server.addr, "/.stats").expect("stats answer");
+        assert_eq!(stats.status, 200, "{}", stats.text());
+        let v: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
+        if v["requests"].as_u64() >= Some(800) || polls == 50 {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let requests = v["requests"].as_u64().unwrap();
+    assert!((800..800 + polls).contains(&requests), "{v}");
+    assert_eq!(v["status"]["2xx"].as_u64(), Some(requests), "{v}");
+    let dropped = v["log_records_dropped"]
+        .as_u64()
+        .expect("log_records_dropped in the stats");
+    assert!((100..800).contains(&dropped), "{v}");
+    // The process stays small: 6.4 MB of log lines were not all kept.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap();
+    assert!(rss_kb < 40 * 1024, "RSS {rss_kb} kB");
+    sigterm(&server.child);
+    assert!(wait_exit(&mut server.child, Duration::from_secs(3)).success());
+}
+
+#[test]
+fn closed_log_reader_warns_at_most_once_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"A");
+    let Spawned {
+        mut child,
+        addr,
+        stdout,
+    } = spawn(dir.path(), &[]);
+    drop(stdout); // the log reader goes away: every write now fails with EPIPE
+    let t = Instant::now();
+    send_requests(&addr, 500, 1024);
+    std::thread::sleep(Duration::from_millis(200));
+    let secs = t.elapsed().as_secs();
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("access log")).collect();
+    // One warning per second at most, plus the report at exit.
+    assert!(
+        !lines.is_empty() && lines.len() as u64 <= secs + 2,
+        "{} lines in {secs} s: {stderr}",
+        lines.len()
+    );
+    let exit_report = lines.last().unwrap();
+    assert!(exit_report.contains("500 record(s) not written"), "{stderr}");
 }

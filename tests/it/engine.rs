@@ -232,3 +232,29 @@ fn stats_path_reports_counters_as_json() {
     assert_eq!(v["status"]["4xx"], 1);
     assert_eq!(v["busy_workers"], 1, "the worker answering counts itself");
 }
+
+#[test]
+fn huge_timeouts_in_a_config_never_overflow_an_instant() {
+    // The flags refuse such values; a Config built in code must still not panic the
+    // accept loop or a worker when a deadline is computed from them.
+    let server = TestServer::start(|c| {
+        c.limits.head_timeout = Duration::MAX;
+        c.limits.idle_timeout = Duration::MAX;
+        c.limits.write_timeout = Duration::MAX;
+        c.limits.grace_period = Duration::MAX;
+    });
+    big_file(&server, "big.bin", 8 << 20);
+    let mut s = server.connect();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Not reading for a while makes the big response block and wait with a deadline.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut r = BufReader::new(s);
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    assert_eq!(read_response(&mut r, false).unwrap().body.len(), 8 << 20);
+    assert_eq!(server.get("/a.txt").status, 200);
+    let t = Instant::now();
+    drop(r);
+    server.stop();
+    assert!(t.elapsed() < Duration::from_secs(3), "shutdown took {:?}", t.elapsed());
+}
