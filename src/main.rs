@@ -30,6 +30,7 @@ fn serve(cli: Cli) -> Result<(), String> {
     let config = cli.into_config().map_err(|e| e.to_string())?;
     let threads = config.threads;
     let root = config.root.path().display().to_string();
+    let resolution = config.root.describe();
     let max_connections = config.limits.max_connections;
     let server = Server::bind(config).map_err(|e| e.to_string())?;
     // After bind, so a start-up error stays the only line on stderr.
@@ -41,6 +42,7 @@ fn serve(cli: Cli) -> Result<(), String> {
         display_addr(addr)
     );
     let _ = std::io::stdout().flush();
+    log::info!("root {resolution}");
     server.run().map_err(|e| e.to_string())?;
     Ok(())
 }

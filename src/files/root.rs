@@ -51,12 +51,16 @@ pub struct Root {
 }
 
 impl Root {
-    /// Opens `path` as the root, choosing [`Resolver::Beneath`] where the kernel has it.
+    /// Opens `path` as the root, choosing [`Resolver::Beneath`] where the kernel has
+    /// it. `THREADSERVE_RESOLVER=walk` forces the fallback (CI runs the integration
+    /// suite with both).
     pub fn new(path: &Path) -> io::Result<Root> {
         let fd = open_dir(path)?;
-        let resolver = match rustix::fs::openat2(&fd, ".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), beneath()) {
-            Ok(_) => Resolver::Beneath,
-            Err(_) => Resolver::Walk,
+        let forced_walk = std::env::var_os("THREADSERVE_RESOLVER").is_some_and(|v| v == "walk");
+        let probe = rustix::fs::openat2(&fd, ".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), beneath());
+        let resolver = match probe {
+            Ok(_) if !forced_walk => Resolver::Beneath,
+            _ => Resolver::Walk,
         };
         Root::with_fd(path, fd, resolver)
     }
@@ -79,6 +83,11 @@ impl Root {
     /// The root as it was given (made absolute), for messages and re-opening.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The path, its real path and the resolver, for the log.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.real.display(), self.resolver.describe())
     }
 
     /// Which resolution runs.

@@ -17,6 +17,7 @@ mod worker;
 
 use crate::clock;
 use crate::config::Config;
+use crate::files::Root;
 use crate::log_writer;
 use crate::stats::{self, Gauges, Msg, Snapshot};
 use conn::{Conn, OpenGuard};
@@ -26,8 +27,8 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -40,9 +41,41 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     poller: Arc<Poller>,
     parked_tx: Sender<Conn>,
+    /// The root being served, replaced by a reload (SIGHUP). Workers read it only
+    /// when `root_generation` moved past the one they serve from: one atomic load per
+    /// request, a lock only once per reload.
+    root: RwLock<Root>,
+    root_generation: AtomicU64,
 }
 
 impl Shared {
+    /// The root to serve from if it changed since `generation` (which is updated).
+    pub fn root_if_changed(&self, generation: &mut u64) -> Option<Root> {
+        let now = self.root_generation.load(Ordering::Acquire);
+        if now == *generation {
+            return None;
+        }
+        *generation = now;
+        Some(self.root.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// Opens the configured ROOT path again (a `current -> releases/42` switch is
+    /// picked up) and makes workers serve from it from their next request.
+    fn reopen_root(&self) {
+        let old = self.root.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match Root::new(old.path()) {
+            Ok(root) => {
+                log::info!("SIGHUP: root {} re-opened: {}", old.path().display(), root.describe());
+                *self.root.write().unwrap_or_else(|e| e.into_inner()) = root;
+                self.root_generation.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(e) => log::error!(
+                "SIGHUP: cannot re-open root {}: {e}; still serving the previous one",
+                old.path().display()
+            ),
+        }
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
     }
@@ -139,10 +172,11 @@ impl Handle {
         let _ = self.shared.poller.notify();
     }
 
-    /// What SIGHUP asks for: a reload. For now it only logs the request; re-resolving
-    /// the root (and later reloading TLS certificates) will hang off this hook.
+    /// What SIGHUP asks for: the root path is opened again, so a deploy that switches
+    /// a `current` symlink is served from the next request on (in-flight responses
+    /// finish from the files they opened). Logs what it did.
     pub fn reload(&self) {
-        log::info!("SIGHUP: reload requested");
+        self.shared.reopen_root();
     }
 
     /// The current counters, or `None` if the logger has stopped.
@@ -162,7 +196,10 @@ impl Server {
         let jobs = crossbeam_channel::bounded(config.limits.max_connections + config.limits.queue_depth);
         let (parked_tx, parked_rx) = crossbeam_channel::unbounded();
         let (log_tx, log_rx) = crossbeam_channel::bounded(crate::limits::LOG_QUEUE);
+        let root = config.root.clone();
         let shared = Arc::new(Shared {
+            root: RwLock::new(root),
+            root_generation: AtomicU64::new(0),
             config,
             gauges: Arc::new(Gauges::default()),
             log: log_tx,

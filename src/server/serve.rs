@@ -36,6 +36,8 @@ pub struct Scratch {
     /// The response to send, in order; filled by [`respond`], drained by the worker.
     pub segs: Segments,
     cache: FileCache,
+    /// Which reload of the root `cache` serves from.
+    root_generation: u64,
 }
 
 impl Scratch {
@@ -46,6 +48,7 @@ impl Scratch {
             out: Vec::new(),
             segs: Segments::new(),
             cache: FileCache::new(config.root.clone(), config.follow_symlinks),
+            root_generation: 0,
         }
     }
 
@@ -59,6 +62,9 @@ impl Scratch {
 /// here (the worker sends the segments, so a slow reader can be parked mid-response).
 pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Result<Outcome> {
     scratch.segs.clear();
+    if let Some(root) = shared.root_if_changed(&mut scratch.root_generation) {
+        scratch.cache.set_root(root);
+    }
     let mut res = Responder {
         shared,
         out: &mut scratch.out,

@@ -366,7 +366,7 @@ fn sighup_sigusr1_and_sigusr2_do_not_kill_the_server() {
     sigterm(&server.child);
     assert!(wait_exit(&mut server.child, Duration::from_secs(5)).success());
     let stderr = stderr_of(&mut server);
-    assert_eq!(stderr.matches("SIGHUP: reload requested").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("SIGHUP: root").count(), 1, "{stderr}");
 }
 
 /// Sends `n` keep-alive requests for `/a.txt` with a User-Agent of `ua_len` bytes on one

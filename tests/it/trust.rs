@@ -468,3 +468,25 @@ fn racing_swaps_never_serve_outside_the_root_nor_mix_versions() {
 fn racing_swaps_never_serve_outside_the_root_nor_mix_versions_with_the_walk() {
     racing_swaps(threadserve::files::Resolver::Walk);
 }
+
+#[test]
+fn sighup_reopens_a_switched_root_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (release, text) in [("releases/41", "old release"), ("releases/42", "new release")] {
+        std::fs::create_dir_all(tmp.path().join(release)).unwrap();
+        write(&tmp.path().join(release), "v.txt", text.as_bytes());
+    }
+    let current = tmp.path().join("current");
+    symlink("releases/41", &current).unwrap();
+    let (mut child, addr) = spawn_bin(&current, false);
+    assert_eq!(get_at(&addr, "/v.txt").body, b"old release");
+    // The usual deploy: a new symlink renamed over `current`.
+    symlink("releases/42", tmp.path().join("current.new")).unwrap();
+    std::fs::rename(tmp.path().join("current.new"), &current).unwrap();
+    std::fs::remove_dir_all(tmp.path().join("releases/41")).unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    crate::support::eventually("the new release is served", || get_at(&addr, "/v.txt").body == b"new release");
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP does not stop the server");
+    let _ = child.kill();
+    let _ = child.wait();
+}
