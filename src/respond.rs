@@ -91,19 +91,33 @@ pub const NOT_FOUND: Refusal = Refusal::keep(Status::NotFound, "The requested re
 /// 403 for files the OS will not let us read, and for non-regular files.
 pub const FORBIDDEN: Refusal = Refusal::keep(Status::Forbidden, "The requested resource cannot be read.");
 
+/// The methods RFC 9110 §9 and RFC 5789 define that threadserve knows but does not
+/// allow (405 with `Allow`); any other method but GET and HEAD is not recognised (501).
+/// Method names are case-sensitive (§9.1), so `get` is not recognised.
+pub const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
 /// Checks method and body framing before anything else.
 ///
 /// threadserve reads no request bodies, so a request announcing one is answered and the
 /// connection closed: the unread body can never be parsed as a following request.
-/// Order: a body on a method we do not serve is a 405 (the more useful message);
-/// `Transfer-Encoding` on GET/HEAD is 411 (we only accept length-delimited requests,
-/// and only of length 0); a non-zero `Content-Length` on GET/HEAD is 413.
+/// Order: a method other than GET/HEAD is a 405 if it is a standard method
+/// ([`KNOWN_METHODS`]) and a 501 otherwise (RFC 9110 §9.1, §15.6.2), whatever its body
+/// (the more useful message); `Transfer-Encoding` on GET/HEAD is 411 (we only accept
+/// length-delimited requests, and only of length 0); a non-zero `Content-Length` on
+/// GET/HEAD is 413.
 pub fn check_request(head: &Head) -> Result<(), Refusal> {
     let has_body = head.body() != Body::None;
     if !head.is_get_or_head() {
-        let message = "Only GET and HEAD are allowed.";
+        let (status, message) = if KNOWN_METHODS.contains(&head.method) {
+            (Status::MethodNotAllowed, "Only GET and HEAD are allowed.")
+        } else {
+            (
+                Status::NotImplemented,
+                "This server does not recognise the request method.",
+            )
+        };
         return Err(Refusal {
-            status: Status::MethodNotAllowed,
+            status,
             message,
             close: has_body,
         });
@@ -271,7 +285,20 @@ mod tests {
                 Some((413, true)),
             ),
             ("trace_is_405", head("TRACE", None), Some((405, false))),
-            ("lowercase_get_is_not_get", head("get", None), Some((405, false))),
+            ("patch_is_405", head("PATCH", None), Some((405, false))),
+            ("connect_is_405", head("CONNECT", None), Some((405, false))),
+            ("options_is_405_without_cors", head("OPTIONS", None), Some((405, false))),
+            (
+                "lowercase_get_is_not_get_and_is_501",
+                head("get", None),
+                Some((501, false)),
+            ),
+            ("unknown_method_is_501", head("BOGUS", None), Some((501, false))),
+            (
+                "unknown_method_with_body_is_501_and_closes",
+                head("BREW", Some(Body::Length(2))),
+                Some((501, true)),
+            ),
         ];
         for (name, h, want) in cases {
             let got = check_request(&h).err().map(|r| (r.status.code(), r.close));

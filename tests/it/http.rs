@@ -82,11 +82,27 @@ fn head_sends_the_same_headers_as_get_and_no_body() {
 #[test]
 fn other_methods_get_405_with_allow() {
     let server = TestServer::start(|_| {});
-    for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "OPTIONS", "BREW"] {
+    for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "OPTIONS"] {
         let res = server.request(&format!("{method} /a.txt HTTP/1.1\r\nHost: t\r\n\r\n"));
         assert_eq!(res.status, 405, "{method}");
         assert_eq!(res.header("allow"), Some("GET, HEAD"), "{method}");
         assert!(res.text().contains("405 Method Not Allowed"));
+    }
+}
+
+/// RFC 9110 §9.1: a method the server does not recognise is 501, not 405 (405 says the
+/// method is known but not allowed for this resource). Methods are case-sensitive, so
+/// `get` is not GET.
+#[test]
+fn unknown_method_is_501() {
+    let server = TestServer::start(|_| {});
+    for method in ["BOGUS", "get", "BREW", "PROPFIND"] {
+        let res = server.request(&format!(
+            "{method} /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(res.status, 501, "{method}");
+        assert_eq!(res.header("allow"), None, "{method}: Allow belongs to 405");
+        assert!(res.text().contains("501 Not Implemented"), "{method}");
     }
 }
 
