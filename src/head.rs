@@ -158,23 +158,105 @@ pub fn parse<'b>(
         Ok(httparse::Status::Partial) if buf.len() >= max_head => return Err(too_large(buf, max_head)),
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
-        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(httparse::Error::Version) => return parse_other_version(buf, headers.len(), max_head),
         Err(_) => return Err(HeadError::Malformed),
     };
-    let mut head = Head {
+    let line = RequestLine {
         method: req.method.unwrap_or(""),
         target: req.path.unwrap_or(""),
         version: req.version.unwrap_or(1),
+    };
+    complete(line, req.headers, n)
+}
+
+/// The request line as parsed, before the headers are applied.
+struct RequestLine<'b> {
+    method: &'b str,
+    target: &'b str,
+    version: u8,
+}
+
+/// Builds the [`Head`] from a parsed request line and its headers, checking the rules
+/// that span headers (one valid `Host`).
+fn complete<'b>(line: RequestLine<'b>, headers: &[httparse::Header<'b>], n: usize) -> Result<Parsed<'b>, HeadError> {
+    let mut head = Head {
+        method: line.method,
+        target: line.target,
+        version: line.version,
         ..Head::default()
     };
     let mut hosts = 0;
-    for h in req.headers.iter() {
+    for h in headers {
         apply_header(&mut head, h, &mut hosts)?;
     }
     if (head.version >= 1 && hosts != 1) || hosts > 1 {
         return Err(HeadError::BadHost);
     }
     Ok(Parsed::Complete(head, n))
+}
+
+/// What httparse could not parse: it knows only HTTP/1.0 and HTTP/1.1, and refuses any
+/// other version the same way as a malformed request line. httparse had already
+/// accepted `method SP target SP` when it refused, so only the rest of the line is
+/// checked here:
+/// - `HTTP/1.x` with x ≥ 2 is processed as HTTP/1.1 (RFC 9110 §2.5): the headers are
+///   parsed on their own;
+/// - another well-formed version (`HTTP/2.0`, `HTTP/3`) is 505;
+/// - anything else (`G ET / HTTP/1.0`, `GET /a b HTTP/1.1`) is a malformed request
+///   line, 400 (RFC 9112 §3).
+///
+/// Until the line ends, a version that may still become valid is partial.
+fn parse_other_version(buf: &[u8], slots: usize, max_head: usize) -> Result<Parsed<'_>, HeadError> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    let line_end = buf[start..].iter().position(|&b| b == b'\n').map(|i| start + i);
+    let line = &buf[start..line_end.unwrap_or(buf.len())];
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(HeadError::Malformed);
+    };
+    let Some(line_end) = line_end else {
+        let version = version.strip_suffix(b"\r").unwrap_or(version);
+        return match may_become_version(version) {
+            _ if buf.len() >= max_head => Err(too_large(buf, max_head)),
+            true => Ok(Parsed::Partial),
+            false => Err(HeadError::Malformed),
+        };
+    };
+    match version.strip_suffix(b"\r").unwrap_or(version) {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if (b'2'..=b'9').contains(minor) => {}
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1'] => return Err(HeadError::Malformed),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
+            return Err(HeadError::Version)
+        }
+        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => return Err(HeadError::Version),
+        _ => return Err(HeadError::Malformed),
+    }
+    let text = |b| std::str::from_utf8(b).map_err(|_| HeadError::Malformed);
+    let line = RequestLine {
+        method: text(method)?,
+        target: text(target)?,
+        version: 1,
+    };
+    let rest = &buf[line_end + 1..];
+    let mut headers = vec![httparse::EMPTY_HEADER; slots];
+    match httparse::parse_headers(rest, &mut headers) {
+        Ok(httparse::Status::Complete((n, _))) if line_end + 1 + n > max_head => Err(too_large(buf, max_head)),
+        Ok(httparse::Status::Complete((n, parsed))) => complete(line, parsed, line_end + 1 + n),
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => Err(too_large(buf, max_head)),
+        Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooManyHeaders),
+        Err(_) => Err(HeadError::Malformed),
+    }
+}
+
+/// Whether the start of a version seen so far can still become `HTTP/D.D`.
+fn may_become_version(v: &[u8]) -> bool {
+    let pattern = b"HTTP/0.0";
+    v.len() <= pattern.len()
+        && v.iter().zip(pattern).all(|(&b, &p)| match p {
+            b'0' => b.is_ascii_digit(),
+            _ => b == p,
+        })
 }
 
 fn apply_header<'b>(head: &mut Head<'b>, h: &httparse::Header<'b>, hosts: &mut u32) -> Result<(), HeadError> {
@@ -254,19 +336,6 @@ fn too_large(buf: &[u8], max_head: usize) -> HeadError {
         HeadError::UriTooLong
     } else {
         HeadError::TooLarge
-    }
-}
-
-/// httparse reports any version other than 1.0/1.1 the same way; a well-formed
-/// `HTTP/x.y` deserves 505, anything else 400.
-fn version_error(buf: &[u8]) -> HeadError {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
-    match version.strip_prefix(b"HTTP/") {
-        Some([major, b'.', minor]) if major.is_ascii_digit() && minor.is_ascii_digit() => HeadError::Version,
-        Some([major]) if major.is_ascii_digit() => HeadError::Version,
-        _ => HeadError::Malformed,
     }
 }
 
@@ -404,6 +473,109 @@ mod tests {
         for (name, input, want) in cases {
             let got = parse_str(input).map(|o| o.is_some());
             assert_eq!(&got, want, "{name}");
+        }
+    }
+
+    /// RFC 9110 §2.5: a recipient processes HTTP/1.x with x ≥ 2 as HTTP/1.1 (nginx
+    /// answers 200). httparse refuses those versions, so this pins the second path.
+    #[test]
+    fn http_1_2_is_served_as_1_1() {
+        // Complete cases give (target, version): every one is processed as HTTP/1.1.
+        type Want = Result<Option<(&'static str, u8)>, HeadError>;
+        let cases: &[(&str, &str, Want)] = &[
+            ("http_1_2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", Ok(Some(("/", 1)))),
+            (
+                "http_1_9",
+                "GET /x HTTP/1.9\r\nHost: a\r\nRange: bytes=0-1\r\n\r\n",
+                Ok(Some(("/x", 1))),
+            ),
+            ("bare_lf", "GET / HTTP/1.2\nHost: a\n\n", Ok(Some(("/", 1)))),
+            (
+                "leading_crlf",
+                "\r\nGET / HTTP/1.2\r\nHost: a\r\n\r\n",
+                Ok(Some(("/", 1))),
+            ),
+            ("line_not_ended_yet", "GET / HTTP/1.2", Ok(None)),
+            ("cr_not_followed_yet", "GET / HTTP/1.2\r", Ok(None)),
+            ("headers_not_ended_yet", "GET / HTTP/1.2\r\nHost: a\r\n", Ok(None)),
+            ("needs_host_like_1_1", "GET / HTTP/1.2\r\n\r\n", Err(HeadError::BadHost)),
+            (
+                "bad_header_is_400",
+                "GET / HTTP/1.2\r\nHo st: a\r\n\r\n",
+                Err(HeadError::Malformed),
+            ),
+            (
+                "bad_framing_is_400",
+                "GET / HTTP/1.2\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Err(HeadError::BadFraming),
+            ),
+        ];
+        let mut headers = [const { MaybeUninit::uninit() }; 16];
+        for (name, input, want) in cases {
+            let got = parse(input.as_bytes(), &mut headers, MAX_HEAD_BYTES).map(|p| match p {
+                Parsed::Complete(h, n) => {
+                    assert_eq!((h.method, n), ("GET", input.len()), "{name}: method and bytes used");
+                    Some((h.target, h.version))
+                }
+                Parsed::Partial => None,
+            });
+            assert_eq!(&got, want, "{name}");
+        }
+        let Ok(Parsed::Complete(h, _)) = parse(
+            b"GET / HTTP/1.2\r\nHost: a\r\nConnection: close\r\n\r\n",
+            &mut headers,
+            4096,
+        ) else {
+            panic!("complete")
+        };
+        assert!(!h.wants_keep_alive(), "headers of a 1.2 request are read");
+        let pipelined = b"GET /a HTTP/1.2\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+        let Ok(Parsed::Complete(_, n)) = parse(pipelined, &mut headers, 4096) else {
+            panic!("pipelined")
+        };
+        assert_eq!(&pipelined[n..n + 6], b"GET /b");
+        let many = format!("GET / HTTP/1.2\r\nHost: a\r\n{}\r\n", "X: y\r\n".repeat(20));
+        assert_eq!(
+            parse(many.as_bytes(), &mut headers, 4096).unwrap_err(),
+            HeadError::TooManyHeaders
+        );
+        let long = format!("GET / HTTP/1.2\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(100));
+        assert_eq!(
+            parse(long.as_bytes(), &mut headers, 50).unwrap_err(),
+            HeadError::TooLarge
+        );
+    }
+
+    /// RFC 9112 §3: a request line that is not `method SP target SP version` is 400; only
+    /// a well-formed version this server does not speak is 505.
+    #[test]
+    fn malformed_request_line_is_400() {
+        use HeadError::*;
+        let cases: &[(&str, &str, HeadError)] = &[
+            ("space_in_method", "G ET / HTTP/1.0\r\n\r\n", Malformed),
+            ("space_in_target", "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", Malformed),
+            (
+                "two_spaces_before_version",
+                "GET /  HTTP/1.1\r\nHost: a\r\n\r\n",
+                Malformed,
+            ),
+            ("space_after_version", "GET / HTTP/1.2 \r\nHost: a\r\n\r\n", Malformed),
+            ("two_digit_minor", "GET / HTTP/1.10\r\nHost: a\r\n\r\n", Malformed),
+            ("two_digit_major", "GET / HTTP/01.1\r\nHost: a\r\n\r\n", Malformed),
+            ("lowercase_http", "GET / http/1.1\r\nHost: a\r\n\r\n", Malformed),
+            ("no_slash", "GET / HTTP1.1\r\nHost: a\r\n\r\n", Malformed),
+            ("garbage_so_far", "GET / HTXP", Malformed),
+            ("space_in_method_so_far", "G ET / HTTP/1.0", Malformed),
+            ("http_2_0_is_505", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", Version),
+            ("http_3_is_505", "GET / HTTP/3\r\nHost: a\r\n\r\n", Version),
+            ("http_9_9_is_505", "GET / HTTP/9.9\r\nHost: a\r\n\r\n", Version),
+            ("http_0_9_is_505", "GET / HTTP/0.9\r\n\r\n", Version),
+        ];
+        let mut headers = [const { MaybeUninit::uninit() }; 16];
+        for (name, input, want) in cases {
+            let got = parse(input.as_bytes(), &mut headers, MAX_HEAD_BYTES).map(|_| ());
+            assert_eq!(got, Err(*want), "{name}");
+            assert_eq!(want.status().code(), if *want == Version { 505 } else { 400 }, "{name}");
         }
     }
 

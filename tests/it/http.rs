@@ -106,6 +106,38 @@ fn unknown_method_is_501() {
     }
 }
 
+/// RFC 9110 §2.5: HTTP/1.x with x ≥ 2 is processed as HTTP/1.1 — answered as 1.1 and
+/// kept alive like 1.1 (nginx answers 200; this server answered 505).
+#[test]
+fn http_1_2_is_served_as_1_1() {
+    let server = TestServer::start(|_| {});
+    let mut s = server.connect();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for (version, want) in [("1.2", &b"A"[..]), ("1.9", b"BB")] {
+        let path = if version == "1.2" { "/a.txt" } else { "/b.txt" };
+        write!(s, "GET {path} HTTP/{version}\r\nHost: t\r\n\r\n").unwrap();
+        let res = read_response(&mut r, false).expect("a response");
+        assert_eq!((res.status, res.body.as_slice()), (200, want), "HTTP/{version}");
+        assert_eq!(res.header("connection"), None, "HTTP/{version} keeps alive like 1.1");
+    }
+    let res = server.request("GET / HTTP/2.0\r\nHost: t\r\n\r\n");
+    assert_eq!(res.status, 505, "another major version is still 505");
+}
+
+/// RFC 9112 §3: a request line that is not `method SP target SP version` is 400, even
+/// when it ends in a valid version (this server answered 505 to `G ET / HTTP/1.0`).
+#[test]
+fn malformed_request_line_is_400() {
+    let server = TestServer::start(|_| {});
+    for line in ["G ET / HTTP/1.0", "GET /a b HTTP/1.1", "GET / HTTP/1.10"] {
+        let mut s = server.connect();
+        write!(s, "{line}\r\nHost: t\r\n\r\n").unwrap();
+        let res = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).expect("a response");
+        assert_eq!((res.status, res.header("connection")), (400, Some("close")), "{line}");
+        assert!(closed(&mut s), "{line}: connection left open");
+    }
+}
+
 /// Requests answered with an error and a closed connection: nothing after them on the
 /// same connection may be read as another request (smuggling).
 #[test]
