@@ -109,6 +109,8 @@ pub enum HeadError {
     BadFraming,
     /// HTTP/1.1 without `Host`, or more than one `Host`.
     BadHost,
+    /// A `Host` that is not `host [ ":" port ]` (RFC 9112 §3.2).
+    InvalidHost,
     /// A request target in none of the forms threadserve serves.
     BadTarget,
 }
@@ -120,9 +122,11 @@ impl HeadError {
             HeadError::TooLarge | HeadError::TooManyHeaders => Status::HeaderFieldsTooLarge,
             HeadError::UriTooLong => Status::UriTooLong,
             HeadError::Version => Status::VersionNotSupported,
-            HeadError::Malformed | HeadError::BadFraming | HeadError::BadHost | HeadError::BadTarget => {
-                Status::BadRequest
-            }
+            HeadError::Malformed
+            | HeadError::BadFraming
+            | HeadError::BadHost
+            | HeadError::InvalidHost
+            | HeadError::BadTarget => Status::BadRequest,
         }
     }
 
@@ -136,7 +140,8 @@ impl HeadError {
             HeadError::Version => "Only HTTP/1.0 and HTTP/1.1 are supported.",
             HeadError::BadFraming => "Conflicting or invalid Content-Length / Transfer-Encoding.",
             HeadError::BadHost => "HTTP/1.1 requests need exactly one Host header.",
-            HeadError::BadTarget => "The request target is not an absolute path or URL.",
+            HeadError::InvalidHost => "The Host header is not a valid host name or address with an optional port.",
+            HeadError::BadTarget => "The request target is not an absolute path or an http(s) URL with a valid host.",
         }
     }
 }
@@ -191,6 +196,10 @@ fn complete<'b>(line: RequestLine<'b>, headers: &[httparse::Header<'b>], n: usiz
     }
     if (head.version >= 1 && hosts != 1) || hosts > 1 {
         return Err(HeadError::BadHost);
+    }
+    // An empty Host is what a client sends for a target without an authority (§3.2).
+    if head.host.is_some_and(|h| !h.is_empty() && !valid_authority(h)) {
+        return Err(HeadError::InvalidHost);
     }
     Ok(Parsed::Complete(head, n))
 }
@@ -349,7 +358,10 @@ pub struct Target<'a> {
 }
 
 /// Splits origin-form (`/path?q`) and absolute-form (`http://host/path?q`) targets.
-/// Asterisk-form and authority-form are refused here (their methods get 405 earlier).
+/// Asterisk-form and authority-form are refused here (their methods get 405 earlier),
+/// and so is an absolute-form target whose authority is not a non-empty
+/// `host [ ":" port ]`: userinfo (`http://u@h/`) is not allowed in an http(s) URI
+/// (RFC 9110 §4.2.4), nor an empty host (§4.2.1).
 pub fn split_target(target: &str) -> Result<Target<'_>, HeadError> {
     let rest = if target.starts_with('/') {
         target
@@ -357,6 +369,10 @@ pub fn split_target(target: &str) -> Result<Target<'_>, HeadError> {
         let after_scheme = strip_prefix_ignore_case(target, "http://")
             .or_else(|| strip_prefix_ignore_case(target, "https://"))
             .ok_or(HeadError::BadTarget)?;
+        let authority = &after_scheme[..after_scheme.find(['/', '?']).unwrap_or(after_scheme.len())];
+        if !valid_authority(authority) {
+            return Err(HeadError::BadTarget);
+        }
         match after_scheme.find(['/', '?']) {
             Some(i) if after_scheme.as_bytes()[i] == b'/' => &after_scheme[i..],
             Some(i) => {
@@ -379,6 +395,64 @@ pub fn split_target(target: &str) -> Result<Target<'_>, HeadError> {
             query: None,
         },
     })
+}
+
+/// Whether `a` is `host [ ":" port ]` with a non-empty host (RFC 3986 §3.2.2-3.2.3,
+/// as RFC 9112 §3.2 requires of `Host`): a bracketed IPv6 address or IPvFuture, or a
+/// reg-name (which covers IPv4 addresses), then optionally `:` and digits.
+pub fn valid_authority(a: &str) -> bool {
+    let (host_ok, port) = match a.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((literal, port)) => (valid_ip_literal(literal), port),
+            None => return false,
+        },
+        None => {
+            let (host, port) = a.split_at(a.find(':').unwrap_or(a.len()));
+            (!host.is_empty() && valid_reg_name(host), port)
+        }
+    };
+    host_ok
+        && (port.is_empty()
+            || port
+                .strip_prefix(':')
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())))
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn valid_reg_name(host: &str) -> bool {
+    let b = host.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if !b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else if is_unreserved_or_sub_delim(b[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// `IP-literal` without its brackets: an IPv6 address, or
+/// `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`.
+fn valid_ip_literal(literal: &str) -> bool {
+    match literal.strip_prefix(['v', 'V']) {
+        Some(future) => future.split_once('.').is_some_and(|(ver, rest)| {
+            !ver.is_empty()
+                && ver.bytes().all(|b| b.is_ascii_hexdigit())
+                && !rest.is_empty()
+                && rest.bytes().all(|b| b == b':' || is_unreserved_or_sub_delim(b))
+        }),
+        None => literal.parse::<core::net::Ipv6Addr>().is_ok(),
+    }
+}
+
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -579,6 +653,75 @@ mod tests {
         }
     }
 
+    /// RFC 9112 §3.2: a Host that is not `host [ ":" port ]` (RFC 3986 §3.2.2: a
+    /// reg-name, an IPv4 address or a bracketed IP literal) is 400, as are a missing
+    /// Host on HTTP/1.1 and more than one Host on any version.
+    #[test]
+    fn invalid_host_is_400() {
+        let valid = [
+            "a",
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::192.0.2.1]",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "a%41b",
+            "sub-delims!$&'()*+,;=_~",
+            "",
+        ];
+        let invalid = [
+            "a b",
+            "abc\\foo",
+            "x/y",
+            "::1",
+            "::1:80",
+            "[::1",
+            "::1]",
+            "[4712::abcd::]",
+            "[127.0.0.1]",
+            "[::1]x",
+            "[::1]:x",
+            "host:abc",
+            "host:80:80",
+            "localhost::80",
+            "user@host",
+            "a%4",
+            "a%zz",
+            "a?b",
+            "a#b",
+            "a\"b",
+            "[v1.]",
+            "[vx.a]",
+        ];
+        for host in valid.iter().chain(&invalid) {
+            let mut headers = [const { MaybeUninit::uninit() }; 16];
+            let input = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let got = parse(input.as_bytes(), &mut headers, MAX_HEAD_BYTES).map(|_| ());
+            let want = if valid.contains(host) {
+                Ok(())
+            } else {
+                Err(HeadError::InvalidHost)
+            };
+            assert_eq!(got, want, "Host: {host}");
+        }
+        let mut headers = [const { MaybeUninit::uninit() }; 16];
+        let http10 = "GET / HTTP/1.0\r\nHost: a b\r\n\r\n";
+        assert_eq!(
+            parse(http10.as_bytes(), &mut headers, MAX_HEAD_BYTES).unwrap_err(),
+            HeadError::InvalidHost
+        );
+        let two = "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n";
+        assert_eq!(
+            parse(two.as_bytes(), &mut headers, MAX_HEAD_BYTES).unwrap_err(),
+            HeadError::BadHost
+        );
+        assert_eq!(HeadError::InvalidHost.status(), Status::BadRequest);
+    }
+
     #[test]
     fn complete_reports_bytes_used_so_pipelined_requests_stay_separate() {
         let two = "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -660,9 +803,22 @@ mod tests {
             ("http://example.com/a?q", ok("/a", Some("q"))),
             ("HTTP://example.com", ok("/", None)),
             ("https://example.com?q", ok("/", Some("q"))),
+            ("http://[::1]:8080/a", ok("/a", None)),
+            ("http://example.com:/a", ok("/a", None)),
             ("*", Err(HeadError::BadTarget)),
             ("example.com:443", Err(HeadError::BadTarget)),
             ("ftp://x/a", Err(HeadError::BadTarget)),
+            // RFC 9112 §3.2.2 / RFC 9110 §4.2.4: absolute-form with userinfo or an
+            // invalid or empty authority is refused.
+            ("http://foo@localhost/", Err(HeadError::BadTarget)),
+            ("http://u:p@t/a", Err(HeadError::BadTarget)),
+            ("http:///", Err(HeadError::BadTarget)),
+            ("http://", Err(HeadError::BadTarget)),
+            ("http://?q", Err(HeadError::BadTarget)),
+            ("http://:80/", Err(HeadError::BadTarget)),
+            ("http://localhost::80/", Err(HeadError::BadTarget)),
+            ("http://[4712::abcd::]/", Err(HeadError::BadTarget)),
+            ("http://a\\b/", Err(HeadError::BadTarget)),
         ];
         for (input, want) in cases {
             assert_eq!(split_target(input), want, "{input}");

@@ -138,6 +138,55 @@ fn malformed_request_line_is_400() {
     }
 }
 
+/// RFC 9112 §3.2: a Host that is not `host [":" port]`, a missing Host on HTTP/1.1 and
+/// two Hosts are 400 (invalid ones were served with 200). The connection closes.
+#[test]
+fn invalid_host_is_400() {
+    let server = TestServer::start(|_| {});
+    let heads = [
+        "Host: a b\r\n",
+        "Host: abc\\foo\r\n",
+        "Host: x/y\r\n",
+        "Host: ::1\r\n",
+        "Host: [::1\r\n",
+        "Host: t:http\r\n",
+        "Host: u@t\r\n",
+        "",
+        "Host: t\r\nHost: t\r\n",
+    ];
+    for host in heads {
+        let mut s = server.connect();
+        write!(s, "GET /a.txt HTTP/1.1\r\n{host}\r\n").unwrap();
+        let res = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).expect("a response");
+        assert_eq!((res.status, res.header("connection")), (400, Some("close")), "{host:?}");
+        assert!(closed(&mut s), "{host:?}: connection left open");
+    }
+    for host in ["t", "t:8080", "127.0.0.1", "[::1]:80", ""] {
+        let res = server.request(&format!(
+            "GET /a.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(res.status, 200, "Host: {host}");
+    }
+}
+
+/// RFC 9110 §4.2.1/§4.2.4: an http(s) URI with userinfo or an empty or invalid
+/// authority is invalid; as a request target it is 400 (it was served).
+#[test]
+fn absolute_form_with_bad_authority_is_400() {
+    let server = TestServer::start(|_| {});
+    for target in [
+        "http://foo@localhost/a.txt",
+        "http:///a.txt",
+        "http://localhost::80/a.txt",
+        "http://[4712::abcd::]/a.txt",
+    ] {
+        let res = server.request(&format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_eq!((res.status, res.header("connection")), (400, Some("close")), "{target}");
+    }
+    let res = server.request("GET http://[::1]:8080/a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"A"[..]));
+}
+
 /// Requests answered with an error and a closed connection: nothing after them on the
 /// same connection may be read as another request (smuggling).
 #[test]
