@@ -101,13 +101,15 @@ pub struct Cli {
     #[arg(long, env = "THREADSERVE_CORS")]
     pub cors: bool,
 
-    /// Extra response header 'Name: value' on every response. Repeatable.
+    /// Extra response header 'Name: value' on every response. Repeatable (the variable
+    /// holds one). Framing, hop-by-hop and server-computed headers are refused.
+    // No value delimiter: a line break inside a value must be refused, never split
+    // into a second header.
     #[arg(
         long = "header",
         short = 'H',
         env = "THREADSERVE_HEADER",
-        value_name = "'NAME: VALUE'",
-        value_delimiter = '\n'
+        value_name = "'NAME: VALUE'"
     )]
     pub headers: Vec<String>,
 
@@ -383,28 +385,79 @@ impl Cli {
         config.fallback = self.fallback.map(|p| site_path(&p, "--fallback")).transpose()?;
         config.cors = self.cors;
         config.headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
+        if let Some((name, _)) = config.headers.iter().find(|(n, _)| self.cors && is_cors_header(n)) {
+            return Err(ConfigError(format!(
+                "--header '{name}' conflicts with --cors, which sends the Access-Control-* headers: drop one"
+            )));
+        }
         Ok(config)
     }
 }
 
-/// Checks a header value has no line breaks or other control characters.
+/// Checks a header value has no line breaks or other control characters (HTAB is
+/// allowed, RFC 9110 §5.5).
 fn header_value(v: &str, flag: &str) -> Result<String, ConfigError> {
     if v.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(ConfigError(format!("{flag} value must not contain control characters")));
+        return Err(ConfigError(format!(
+            "{flag} value {v:?} must not contain a line break or other control character"
+        )));
     }
     Ok(v.trim().to_string())
 }
 
-/// Parses `Name: value` from `--header`.
+/// Response headers `--header` may not set, and why. threadserve writes each of them
+/// itself where it applies; a second copy would contradict it, and for the framing and
+/// hop-by-hop ones (RFC 9112 §6, RFC 9110 §7.6.1) let a proxy in front read the
+/// response differently from the client (request smuggling).
+pub const RESERVED_HEADERS: &[(&str, &str)] = &[
+    ("Content-Length", "it frames every response body"),
+    ("Transfer-Encoding", "it frames every response body"),
+    ("Connection", "threadserve decides keep-alive per response"),
+    ("Keep-Alive", "it is a hop-by-hop header"),
+    ("Upgrade", "threadserve speaks only HTTP/1.1"),
+    ("TE", "it is a hop-by-hop request header"),
+    ("Trailer", "threadserve sends no trailers"),
+    ("Proxy-Connection", "it is a hop-by-hop header"),
+    ("Date", "threadserve sends it on every response"),
+    (
+        "Server",
+        "threadserve sends it on every response, also on those written before a request is read",
+    ),
+    ("Content-Type", "it is computed per file"),
+    ("Content-Encoding", "it is computed per file (precompressed variants)"),
+    ("Content-Range", "it is computed per range response"),
+    ("ETag", "it is computed per file"),
+    ("Last-Modified", "it is computed per file"),
+    ("Vary", "it is computed per response"),
+    ("Accept-Ranges", "it is computed per file"),
+    ("Location", "it is computed per redirect"),
+    ("Allow", "it is computed per 405 and preflight answer"),
+    (
+        "Cache-Control",
+        "it is set per file: use --cache-control or --immutable-pattern",
+    ),
+];
+
+/// Parses `Name: value` from `--header`: the name an RFC 9110 token not in
+/// [`RESERVED_HEADERS`] (case-insensitively), the value free of control characters.
 pub fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
-    let bad = || ConfigError(format!("invalid --header '{h}': expected 'Name: value'"));
+    let bad = || ConfigError(format!("invalid --header {h:?}: expected 'Name: value'"));
     let (name, value) = h.split_once(':').ok_or_else(bad)?;
     let name = name.trim();
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
         return Err(bad());
     }
+    if let Some((_, why)) = RESERVED_HEADERS.iter().find(|(r, _)| r.eq_ignore_ascii_case(name)) {
+        return Err(ConfigError(format!("{name} cannot be set with --header: {why}")));
+    }
     Ok((name.to_string(), header_value(value, "--header")?))
+}
+
+/// The headers `--cors` sends.
+fn is_cors_header(name: &str) -> bool {
+    name.get(..15)
+        .is_some_and(|p| p.eq_ignore_ascii_case("access-control-"))
 }
 
 /// Normalises a site path like `/404.html` or `index.html` to one relative to the root.
@@ -446,6 +499,99 @@ mod tests {
         assert_eq!(site_path("/404.html", "--404").unwrap(), "404.html");
         assert_eq!(site_path("app/index.html", "--fallback").unwrap(), "app/index.html");
         assert!(site_path("/../x", "--404").is_err());
+    }
+
+    /// `-H 'Content-Length: 0'` sent two Content-Lengths on every response (request
+    /// smuggling through any proxy in front); the same for the other framing and
+    /// hop-by-hop headers and the ones threadserve computes per response. Names match
+    /// case-insensitively.
+    #[test]
+    fn header_flag_refuses_framing_headers() {
+        let refused = [
+            "Content-Length: 0",
+            "content-length: 0",
+            "Transfer-Encoding: chunked",
+            "Connection: close",
+            "Keep-Alive: timeout=5",
+            "Upgrade: h2c",
+            "TE: trailers",
+            "Trailer: X",
+            "Proxy-Connection: keep-alive",
+            "Date: Thu, 01 Jan 1970 00:00:00 GMT",
+            "ETAG: \"x\"",
+            "Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT",
+            "Content-Range: bytes 0-1/2",
+            "Content-Type: text/plain",
+            "Content-Encoding: gzip",
+            "Vary: *",
+            "Accept-Ranges: none",
+            "Location: /",
+            "Allow: GET",
+            "Server: nginx",
+            "Cache-Control: no-store",
+        ];
+        for h in refused {
+            let err = parse_header(h).expect_err(h).to_string();
+            let name = h.split(':').next().unwrap();
+            assert!(
+                err.contains(name) && err.contains("cannot be set with --header"),
+                "{h}: {err}"
+            );
+        }
+        for h in [
+            "X-Frame-Options: DENY",
+            "Content-Security-Policy: default-src 'self'",
+            "Set-Cookie: a=b",
+            "X-Content-Length: 1",
+        ] {
+            assert!(parse_header(h).is_ok(), "{h}");
+        }
+    }
+
+    /// A line break inside one -H value (or THREADSERVE_HEADER) was split into two
+    /// headers, so a value could smuggle a second header; it is refused like CR.
+    #[test]
+    fn header_flag_refuses_bare_lf() {
+        for value in [
+            "X-A: 1\nX-B: 2",
+            "X-A: 1\rX-B: 2",
+            "X-A: 1\r\nX-B: 2",
+            "X-A: a\u{1}b",
+            "X-A: a\u{7f}",
+            "X-A: a\u{85}b",
+        ] {
+            let cli = Cli::try_parse_from(["threadserve", ".", "-H", value]).expect("clap accepts the value");
+            let err = cli.into_config().expect_err(value).to_string();
+            assert!(err.contains("control character"), "{value:?}: {err}");
+        }
+        let cli = Cli::try_parse_from(["threadserve", ".", "-H", "X-A: a\tb"]).unwrap();
+        assert_eq!(
+            cli.into_config().unwrap().headers,
+            [("X-A".to_string(), "a\tb".to_string())]
+        );
+    }
+
+    #[test]
+    fn header_names_must_be_tokens() {
+        for h in ["Bad Name: v", "X(y): v", ": v", "X\u{e9}: v", "X-\u{0}: v"] {
+            assert!(parse_header(h).is_err(), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn cors_and_header_flag_cannot_both_set_access_control() {
+        let cli = Cli::try_parse_from([
+            "threadserve",
+            ".",
+            "--cors",
+            "-H",
+            "Access-Control-Allow-Origin: https://a",
+        ])
+        .unwrap();
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(err.contains("--cors"), "{err}");
+        let cli = Cli::try_parse_from(["threadserve", ".", "-H", "Access-Control-Allow-Origin: https://a"]).unwrap();
+        assert!(cli.into_config().is_ok(), "without --cors the operator owns it");
     }
 
     #[test]
