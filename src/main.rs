@@ -30,8 +30,12 @@ fn serve(cli: Cli) -> Result<(), String> {
     let threads = config.threads;
     let root = config.root.path().display().to_string();
     let max_connections = config.limits.max_connections;
+    let warnings = config.warnings();
     let server = Server::bind(config).map_err(|e| e.to_string())?;
     // After bind, so a start-up error stays the only line on stderr.
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
     raise_fd_limit(max_connections);
     let handle = server.handle();
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])

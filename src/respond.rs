@@ -135,6 +135,21 @@ pub fn check_request(head: &Head) -> Result<(), Refusal> {
     }
 }
 
+/// Whether the decoded request path `url` is the stats path (`--stats-path`, stored by
+/// `config` as `/` + decoded segments, with a trailing `/` if it has one). Matching the
+/// decoded path, not the raw target, keeps other spellings (`/status%2Ejson`,
+/// `/x/../status.json`) from reaching a file the stats path shadows.
+pub fn is_stats_path(url: &UrlPath, stats: &str) -> bool {
+    let Some(rest) = stats.strip_prefix('/') else {
+        return false;
+    };
+    let (rest, slash) = match rest.strip_suffix('/') {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    rest == url.rel && (slash == url.trailing_slash || rest.is_empty())
+}
+
 /// Decides what a path that resolved to a directory turns into.
 ///
 /// `index` is the metadata of the directory's `index.html`, if it exists. Without a
@@ -311,6 +326,35 @@ mod tests {
             rel: rel.into(),
             trailing_slash,
             hidden: false,
+        }
+    }
+
+    /// `--stats-path /status.json` matched the raw target, so `/status%2Ejson` (or
+    /// `/x/../status.json`) bypassed it and got the file it shadows.
+    #[test]
+    fn stats_path_matches_decoded_path() {
+        let cases = [
+            ("/status.json", "/status.json", true),
+            ("/status.json", "/status%2Ejson", true),
+            ("/status.json", "/%73tatus.json", true),
+            ("/status.json", "/x/../status.json", true),
+            ("/status.json", "//status.json", true),
+            ("/status.json", "/status.json/", false),
+            ("/status.json", "/status.jso", false),
+            ("/status.json", "/x/status.json", false),
+            ("/.stats", "/%2Estats", true),
+            ("/a/b/", "/a/b/", true),
+            ("/a/b/", "/a/b", false),
+            ("/", "/", true),
+            ("/", "/x", false),
+        ];
+        for (stats, request, want) in cases {
+            let url = resolve::decode(request).unwrap();
+            assert_eq!(
+                is_stats_path(&url, stats),
+                want,
+                "--stats-path {stats}, request {request}"
+            );
         }
     }
 
