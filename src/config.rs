@@ -407,11 +407,7 @@ impl Cli {
         config.fallback = self.fallback.as_ref().map(|p| site_file(p, "--fallback")).transpose()?;
         config.cors = self.cors;
         config.headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
-        if let Some((name, _)) = config.headers.iter().find(|(n, _)| self.cors && is_cors_header(n)) {
-            return Err(ConfigError(format!(
-                "--header '{name}' conflicts with --cors, which sends the Access-Control-* headers: drop one"
-            )));
-        }
+        cors_conflict(&config.headers, self.cors)?;
         Ok(config)
     }
 }
@@ -476,10 +472,19 @@ pub fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
     Ok((name.to_string(), header_value(value, "--header")?))
 }
 
-/// The headers `--cors` sends.
-fn is_cors_header(name: &str) -> bool {
-    name.get(..15)
-        .is_some_and(|p| p.eq_ignore_ascii_case("access-control-"))
+/// With `--cors`, the `Access-Control-*` headers are the server's: `--header` may not
+/// send a second, contradicting copy.
+fn cors_conflict(headers: &[(String, String)], cors: bool) -> Result<(), ConfigError> {
+    let is_cors = |name: &str| {
+        name.get(..15)
+            .is_some_and(|p| p.eq_ignore_ascii_case("access-control-"))
+    };
+    match headers.iter().find(|(name, _)| cors && is_cors(name)) {
+        Some((name, _)) => Err(ConfigError(format!(
+            "--header '{name}' conflicts with --cors, which sends the Access-Control-* headers: drop one"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Resolves `--404` / `--fallback` to a path relative to the root. Accepted, in this
