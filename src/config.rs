@@ -6,7 +6,7 @@ use crate::limits;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Worker threads per CPU when `--threads` is not given. Measured with wrk on 2 cores
@@ -101,13 +101,15 @@ pub struct Cli {
     #[arg(long, env = "THREADSERVE_CORS")]
     pub cors: bool,
 
-    /// Extra response header 'Name: value' on every response. Repeatable.
+    /// Extra response header 'Name: value' on every response. Repeatable (the variable
+    /// holds one). Framing, hop-by-hop and server-computed headers are refused.
+    // No value delimiter: a line break inside a value must be refused, never split
+    // into a second header.
     #[arg(
         long = "header",
         short = 'H',
         env = "THREADSERVE_HEADER",
-        value_name = "'NAME: VALUE'",
-        value_delimiter = '\n'
+        value_name = "'NAME: VALUE'"
     )]
     pub headers: Vec<String>,
 
@@ -286,7 +288,8 @@ pub struct Config {
     pub listing: bool,
     /// Access-log format.
     pub log_format: LogFormat,
-    /// Path of the JSON counters, if enabled.
+    /// Path of the JSON counters, if enabled: a URL path normalised as requests are
+    /// (decoded, no dot-segments), matched against each request's decoded path.
     pub stats_path: Option<String>,
     /// Serve precompressed variants.
     pub precompressed: bool,
@@ -308,6 +311,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// Warnings about a configuration that works, but probably not as meant; the
+    /// binary logs them at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(stats) = &self.stats_path {
+            let rel = stats.trim_matches('/');
+            if self.root.stat(rel).is_ok() {
+                warnings.push(format!(
+                    "--stats-path {stats} shadows {}, which will not be served",
+                    self.root.path().join(rel).display()
+                ));
+            }
+        }
+        warnings
+    }
+
     /// A config with every default, serving `root` on 127.0.0.1 with an OS-chosen port.
     pub fn new(root: Root) -> Config {
         Config {
@@ -405,7 +424,7 @@ impl Cli {
         config.follow_symlinks = self.follow_symlinks;
         config.listing = !self.no_listing;
         config.log_format = self.log_format;
-        config.stats_path = self.stats_path;
+        config.stats_path = self.stats_path.as_deref().map(stats_path).transpose()?;
         config.precompressed = self.precompressed;
         config.cache_control = self
             .cache_control
@@ -416,45 +435,165 @@ impl Cli {
             .iter()
             .map(|g| glob::Pattern::new(g).map_err(|e| ConfigError(format!("invalid --immutable-pattern '{g}': {e}"))))
             .collect::<Result<_, _>>()?;
-        config.not_found_page = self.not_found_page.map(|p| site_path(&p, "--404")).transpose()?;
-        config.fallback = self.fallback.map(|p| site_path(&p, "--fallback")).transpose()?;
+        let site_file = |p: &String, flag| site_file(p, flag, &config.root, self.follow_symlinks);
+        config.not_found_page = self
+            .not_found_page
+            .as_ref()
+            .map(|p| site_file(p, "--404"))
+            .transpose()?;
+        config.fallback = self.fallback.as_ref().map(|p| site_file(p, "--fallback")).transpose()?;
         config.cors = self.cors;
         config.headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
+        cors_conflict(&config.headers, self.cors)?;
         Ok(config)
     }
 }
 
-/// Checks a header value has no line breaks or other control characters.
+/// Checks a header value has no line breaks or other control characters (HTAB is
+/// allowed, RFC 9110 §5.5).
 fn header_value(v: &str, flag: &str) -> Result<String, ConfigError> {
     if v.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(ConfigError(format!("{flag} value must not contain control characters")));
+        return Err(ConfigError(format!(
+            "{flag} value {v:?} must not contain a line break or other control character"
+        )));
     }
     Ok(v.trim().to_string())
 }
 
-/// Parses `Name: value` from `--header`.
+/// Response headers `--header` may not set, and why. threadserve writes each of them
+/// itself where it applies; a second copy would contradict it, and for the framing and
+/// hop-by-hop ones (RFC 9112 §6, RFC 9110 §7.6.1) let a proxy in front read the
+/// response differently from the client (request smuggling).
+pub const RESERVED_HEADERS: &[(&str, &str)] = &[
+    ("Content-Length", "it frames every response body"),
+    ("Transfer-Encoding", "it frames every response body"),
+    ("Connection", "threadserve decides keep-alive per response"),
+    ("Keep-Alive", "it is a hop-by-hop header"),
+    ("Upgrade", "threadserve speaks only HTTP/1.1"),
+    ("TE", "it is a hop-by-hop request header"),
+    ("Trailer", "threadserve sends no trailers"),
+    ("Proxy-Connection", "it is a hop-by-hop header"),
+    ("Date", "threadserve sends it on every response"),
+    (
+        "Server",
+        "threadserve sends it on every response, also on those written before a request is read",
+    ),
+    ("Content-Type", "it is computed per file"),
+    ("Content-Encoding", "it is computed per file (precompressed variants)"),
+    ("Content-Range", "it is computed per range response"),
+    ("ETag", "it is computed per file"),
+    ("Last-Modified", "it is computed per file"),
+    ("Vary", "it is computed per response"),
+    ("Accept-Ranges", "it is computed per file"),
+    ("Location", "it is computed per redirect"),
+    ("Allow", "it is computed per 405 and preflight answer"),
+    (
+        "Cache-Control",
+        "it is set per file: use --cache-control or --immutable-pattern",
+    ),
+];
+
+/// Parses `Name: value` from `--header`: the name an RFC 9110 token not in
+/// [`RESERVED_HEADERS`] (case-insensitively), the value free of control characters.
 pub fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
-    let bad = || ConfigError(format!("invalid --header '{h}': expected 'Name: value'"));
+    let bad = || ConfigError(format!("invalid --header {h:?}: expected 'Name: value'"));
     let (name, value) = h.split_once(':').ok_or_else(bad)?;
     let name = name.trim();
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) {
         return Err(bad());
     }
+    if let Some((_, why)) = RESERVED_HEADERS.iter().find(|(r, _)| r.eq_ignore_ascii_case(name)) {
+        return Err(ConfigError(format!("{name} cannot be set with --header: {why}")));
+    }
     Ok((name.to_string(), header_value(value, "--header")?))
 }
 
-/// Normalises a site path like `/404.html` or `index.html` to one relative to the root.
-fn site_path(p: &str, flag: &str) -> Result<String, ConfigError> {
+/// With `--cors`, the `Access-Control-*` headers are the server's: `--header` may not
+/// send a second, contradicting copy.
+fn cors_conflict(headers: &[(String, String)], cors: bool) -> Result<(), ConfigError> {
+    let is_cors = |name: &str| {
+        name.get(..15)
+            .is_some_and(|p| p.eq_ignore_ascii_case("access-control-"))
+    };
+    match headers.iter().find(|(name, _)| cors && is_cors(name)) {
+        Some((name, _)) => Err(ConfigError(format!(
+            "--header '{name}' conflicts with --cors, which sends the Access-Control-* headers: drop one"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Resolves `--404` / `--fallback` to a path relative to the root. Accepted, in this
+/// order: a URL path under the root (`/404.html`, `404.html`, percent-decoded like a
+/// request path), or a filesystem path inside the root, absolute or relative to the
+/// working directory (`/srv/www/404.html`, `public/404.html`). Either must name a
+/// readable regular file under the root: anything else is a start-up error, never a
+/// silent fall-back to the built-in page.
+fn site_file(p: &str, flag: &str, root: &Root, follow_symlinks: bool) -> Result<String, ConfigError> {
+    let usable = |rel: &String| readable_file(root, rel, follow_symlinks);
+    site_path(p)
+        .filter(usable)
+        .or_else(|| rel_inside_root(Path::new(p), root).filter(usable))
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "{flag} '{p}' names no readable regular file under the root {}: give a URL path \
+                 such as /404.html or the path of a file inside the root",
+                root.path().display()
+            ))
+        })
+}
+
+/// A URL path like `/404.html` or `index.html`, decoded and normalised to a path
+/// relative to the root; `None` if it is not one or names the root itself.
+fn site_path(p: &str) -> Option<String> {
     let with_slash = if p.starts_with('/') {
         p.to_string()
     } else {
         format!("/{p}")
     };
-    match crate::resolve::decode(&with_slash) {
-        Ok(u) if !u.rel.is_empty() => Ok(u.rel),
-        _ => Err(ConfigError(format!("{flag} '{p}' must be a file path under the root"))),
+    crate::resolve::decode(&with_slash)
+        .ok()
+        .map(|u| u.rel)
+        .filter(|rel| !rel.is_empty())
+}
+
+/// The path of `path` (a filesystem path) relative to the root, if it lies inside it.
+/// Its directory is canonicalised (`..`, symlinked directories, the working directory);
+/// the file itself is checked where it is opened.
+fn rel_inside_root(path: &Path, root: &Root) -> Option<String> {
+    let name = path.file_name()?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let real = std::fs::canonicalize(dir).ok()?.join(name);
+    let rel = real.strip_prefix(root.real_path()).ok()?.to_str()?;
+    (!rel.is_empty()).then(|| rel.to_string())
+}
+
+/// Whether `rel` names a regular file under the root that can be opened for reading,
+/// by the same symlink policy as requests.
+fn readable_file(root: &Root, rel: &str, follow_symlinks: bool) -> bool {
+    let mut files = crate::files::FileCache::new(root.clone(), follow_symlinks);
+    matches!(files.lookup(rel), Ok(crate::files::Found::File(..)))
+}
+
+/// Checks `--stats-path` is a URL path and normalises it as requests are (decoded
+/// segments, no dot-segments, one leading slash), so that a request matches it on its
+/// decoded path: no other spelling of it reaches a file it shadows.
+fn stats_path(p: &str) -> Result<String, ConfigError> {
+    if !p.starts_with('/') {
+        return Err(ConfigError(format!(
+            "--stats-path '{p}' must start with '/' (a URL path such as /.stats)"
+        )));
     }
+    let url = crate::resolve::decode(p).map_err(|e| ConfigError(format!("--stats-path '{p}': {}", e.message())))?;
+    let mut normal = format!("/{}", url.rel);
+    if url.trailing_slash && !url.rel.is_empty() {
+        normal.push('/');
+    }
+    Ok(normal)
 }
 
 #[cfg(test)]
@@ -508,9 +647,192 @@ mod tests {
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("Bad Name: v").is_err());
         assert!(parse_header("X: a\r\nSet-Cookie: b").is_err());
-        assert_eq!(site_path("/404.html", "--404").unwrap(), "404.html");
-        assert_eq!(site_path("app/index.html", "--fallback").unwrap(), "app/index.html");
-        assert!(site_path("/../x", "--404").is_err());
+    }
+
+    /// A docroot `<tmp>/www` with `404.html`, `sub/page.html` and a directory `d`,
+    /// and `<tmp>/out.html` outside it.
+    fn site() -> (tempfile::TempDir, Root) {
+        let tmp = tempfile::tempdir().unwrap();
+        let www = tmp.path().join("www");
+        std::fs::create_dir_all(www.join("sub")).unwrap();
+        std::fs::create_dir_all(www.join("d")).unwrap();
+        std::fs::write(www.join("404.html"), "nf").unwrap();
+        std::fs::write(www.join("sub/page.html"), "p").unwrap();
+        std::fs::write(tmp.path().join("out.html"), "o").unwrap();
+        let root = Root::new(&www).unwrap();
+        (tmp, root)
+    }
+
+    /// `--404 /srv/www/404.html` was taken as the URL path `/srv/www/404.html`, not
+    /// found, and the built-in page used without a word.
+    #[test]
+    fn not_found_page_accepts_filesystem_path() {
+        let (tmp, root) = site();
+        let www = root.path().display().to_string();
+        let out = tmp.path().join("out.html").display().to_string();
+        let cases: Vec<(&str, String, Option<&str>)> = vec![
+            ("url_path", "/404.html".into(), Some("404.html")),
+            ("url_path_without_slash", "404.html".into(), Some("404.html")),
+            (
+                "url_path_percent_encoded",
+                "/sub/p%61ge.html".into(),
+                Some("sub/page.html"),
+            ),
+            ("filesystem_path", format!("{www}/404.html"), Some("404.html")),
+            (
+                "filesystem_path_in_a_subdirectory",
+                format!("{www}/sub/page.html"),
+                Some("sub/page.html"),
+            ),
+            (
+                "filesystem_path_with_dotdot",
+                format!("{www}/sub/../404.html"),
+                Some("404.html"),
+            ),
+            ("missing_file", "/missing.html".into(), None),
+            ("directory_url_path", "/d".into(), None),
+            ("directory_filesystem_path", format!("{www}/d"), None),
+            ("file_outside_the_root", out.clone(), None),
+            ("url_path_above_the_root", "/../out.html".into(), None),
+            ("the_root_itself", "/".into(), None),
+        ];
+        for (name, value, want) in cases {
+            let got = site_file(&value, "--404", &root, false);
+            match want {
+                Some(rel) => assert_eq!(got.unwrap(), rel, "{name}"),
+                None => {
+                    let err = got.expect_err(name).to_string();
+                    assert!(
+                        err.contains("--404") && err.contains("no readable regular file under the root"),
+                        "{name}: {err}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `--stats-path status` never matched anything; it must be a URL path. It is
+    /// stored decoded, so requests are matched on their decoded path.
+    #[test]
+    fn stats_path_needs_a_leading_slash_and_is_normalised() {
+        assert!(stats_path("stats")
+            .unwrap_err()
+            .to_string()
+            .contains("must start with '/'"));
+        assert!(stats_path("").is_err());
+        assert!(stats_path("/a/%zz").is_err());
+        assert_eq!(stats_path("/.stats").unwrap(), "/.stats");
+        assert_eq!(stats_path("/st%61tus.json").unwrap(), "/status.json");
+        assert_eq!(stats_path("/a/./b/").unwrap(), "/a/b/");
+    }
+
+    #[test]
+    fn stats_path_shadowing_a_file_is_warned_about() {
+        let (_tmp, root) = site();
+        let mut config = Config::new(root);
+        assert!(config.warnings().is_empty());
+        config.stats_path = Some("/404.html".into());
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("--stats-path /404.html") && warnings[0].contains("shadows"),
+            "{warnings:?}"
+        );
+        config.stats_path = Some("/.stats".into());
+        assert!(config.warnings().is_empty());
+    }
+
+    /// `-H 'Content-Length: 0'` sent two Content-Lengths on every response (request
+    /// smuggling through any proxy in front); the same for the other framing and
+    /// hop-by-hop headers and the ones threadserve computes per response. Names match
+    /// case-insensitively.
+    #[test]
+    fn header_flag_refuses_framing_headers() {
+        let refused = [
+            "Content-Length: 0",
+            "content-length: 0",
+            "Transfer-Encoding: chunked",
+            "Connection: close",
+            "Keep-Alive: timeout=5",
+            "Upgrade: h2c",
+            "TE: trailers",
+            "Trailer: X",
+            "Proxy-Connection: keep-alive",
+            "Date: Thu, 01 Jan 1970 00:00:00 GMT",
+            "ETAG: \"x\"",
+            "Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT",
+            "Content-Range: bytes 0-1/2",
+            "Content-Type: text/plain",
+            "Content-Encoding: gzip",
+            "Vary: *",
+            "Accept-Ranges: none",
+            "Location: /",
+            "Allow: GET",
+            "Server: nginx",
+            "Cache-Control: no-store",
+        ];
+        for h in refused {
+            let err = parse_header(h).expect_err(h).to_string();
+            let name = h.split(':').next().unwrap();
+            assert!(
+                err.contains(name) && err.contains("cannot be set with --header"),
+                "{h}: {err}"
+            );
+        }
+        for h in [
+            "X-Frame-Options: DENY",
+            "Content-Security-Policy: default-src 'self'",
+            "Set-Cookie: a=b",
+            "X-Content-Length: 1",
+        ] {
+            assert!(parse_header(h).is_ok(), "{h}");
+        }
+    }
+
+    /// A line break inside one -H value (or THREADSERVE_HEADER) was split into two
+    /// headers, so a value could smuggle a second header; it is refused like CR.
+    #[test]
+    fn header_flag_refuses_bare_lf() {
+        for value in [
+            "X-A: 1\nX-B: 2",
+            "X-A: 1\rX-B: 2",
+            "X-A: 1\r\nX-B: 2",
+            "X-A: a\u{1}b",
+            "X-A: a\u{7f}",
+            "X-A: a\u{85}b",
+        ] {
+            let cli = Cli::try_parse_from(["threadserve", ".", "-H", value]).expect("clap accepts the value");
+            let err = cli.into_config().expect_err(value).to_string();
+            assert!(err.contains("control character"), "{value:?}: {err}");
+        }
+        let cli = Cli::try_parse_from(["threadserve", ".", "-H", "X-A: a\tb"]).unwrap();
+        assert_eq!(
+            cli.into_config().unwrap().headers,
+            [("X-A".to_string(), "a\tb".to_string())]
+        );
+    }
+
+    #[test]
+    fn header_names_must_be_tokens() {
+        for h in ["Bad Name: v", "X(y): v", ": v", "X\u{e9}: v", "X-\u{0}: v"] {
+            assert!(parse_header(h).is_err(), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn cors_and_header_flag_cannot_both_set_access_control() {
+        let cli = Cli::try_parse_from([
+            "threadserve",
+            ".",
+            "--cors",
+            "-H",
+            "Access-Control-Allow-Origin: https://a",
+        ])
+        .unwrap();
+        let err = cli.into_config().unwrap_err().to_string();
+        assert!(err.contains("--cors"), "{err}");
+        let cli = Cli::try_parse_from(["threadserve", ".", "-H", "Access-Control-Allow-Origin: https://a"]).unwrap();
+        assert!(cli.into_config().is_ok(), "without --cors the operator owns it");
     }
 
     #[test]

@@ -32,8 +32,12 @@ fn serve(cli: Cli) -> Result<(), String> {
     let root = config.root.path().display().to_string();
     let resolution = config.root.describe();
     let max_connections = config.limits.max_connections;
+    let warnings = config.warnings();
     let server = Server::bind(config).map_err(|e| e.to_string())?;
     // After bind, so a start-up error stays the only line on stderr.
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
     raise_fd_limit(max_connections);
     handle_signals(server.handle())?;
     let addr = server.local_addr();

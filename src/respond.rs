@@ -91,19 +91,33 @@ pub const NOT_FOUND: Refusal = Refusal::keep(Status::NotFound, "The requested re
 /// 403 for files the OS will not let us read, and for non-regular files.
 pub const FORBIDDEN: Refusal = Refusal::keep(Status::Forbidden, "The requested resource cannot be read.");
 
+/// The methods RFC 9110 §9 and RFC 5789 define that threadserve knows but does not
+/// allow (405 with `Allow`); any other method but GET and HEAD is not recognised (501).
+/// Method names are case-sensitive (§9.1), so `get` is not recognised.
+pub const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
 /// Checks method and body framing before anything else.
 ///
 /// threadserve reads no request bodies, so a request announcing one is answered and the
 /// connection closed: the unread body can never be parsed as a following request.
-/// Order: a body on a method we do not serve is a 405 (the more useful message);
-/// `Transfer-Encoding` on GET/HEAD is 411 (we only accept length-delimited requests,
-/// and only of length 0); a non-zero `Content-Length` on GET/HEAD is 413.
+/// Order: a method other than GET/HEAD is a 405 if it is a standard method
+/// ([`KNOWN_METHODS`]) and a 501 otherwise (RFC 9110 §9.1, §15.6.2), whatever its body
+/// (the more useful message); `Transfer-Encoding` on GET/HEAD is 411 (we only accept
+/// length-delimited requests, and only of length 0); a non-zero `Content-Length` on
+/// GET/HEAD is 413.
 pub fn check_request(head: &Head) -> Result<(), Refusal> {
     let has_body = head.body() != Body::None;
     if !head.is_get_or_head() {
-        let message = "Only GET and HEAD are allowed.";
+        let (status, message) = if KNOWN_METHODS.contains(&head.method) {
+            (Status::MethodNotAllowed, "Only GET and HEAD are allowed.")
+        } else {
+            (
+                Status::NotImplemented,
+                "This server does not recognise the request method.",
+            )
+        };
         return Err(Refusal {
-            status: Status::MethodNotAllowed,
+            status,
             message,
             close: has_body,
         });
@@ -119,6 +133,21 @@ pub fn check_request(head: &Head) -> Result<(), Refusal> {
             "Request bodies are not accepted.",
         )),
     }
+}
+
+/// Whether the decoded request path `url` is the stats path (`--stats-path`, stored by
+/// `config` as `/` + decoded segments, with a trailing `/` if it has one). Matching the
+/// decoded path, not the raw target, keeps other spellings (`/status%2Ejson`,
+/// `/x/../status.json`) from reaching a file the stats path shadows.
+pub fn is_stats_path(url: &UrlPath, stats: &str) -> bool {
+    let Some(rest) = stats.strip_prefix('/') else {
+        return false;
+    };
+    let (rest, slash) = match rest.strip_suffix('/') {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    rest == url.rel && (slash == url.trailing_slash || rest.is_empty())
 }
 
 /// Decides what a path that resolved to a directory turns into.
@@ -289,7 +318,20 @@ mod tests {
                 Some((413, true)),
             ),
             ("trace_is_405", head("TRACE", None), Some((405, false))),
-            ("lowercase_get_is_not_get", head("get", None), Some((405, false))),
+            ("patch_is_405", head("PATCH", None), Some((405, false))),
+            ("connect_is_405", head("CONNECT", None), Some((405, false))),
+            ("options_is_405_without_cors", head("OPTIONS", None), Some((405, false))),
+            (
+                "lowercase_get_is_not_get_and_is_501",
+                head("get", None),
+                Some((501, false)),
+            ),
+            ("unknown_method_is_501", head("BOGUS", None), Some((501, false))),
+            (
+                "unknown_method_with_body_is_501_and_closes",
+                head("BREW", Some(Body::Length(2))),
+                Some((501, true)),
+            ),
         ];
         for (name, h, want) in cases {
             let got = check_request(&h).err().map(|r| (r.status.code(), r.close));
@@ -302,6 +344,35 @@ mod tests {
             rel: rel.into(),
             trailing_slash,
             hidden: false,
+        }
+    }
+
+    /// `--stats-path /status.json` matched the raw target, so `/status%2Ejson` (or
+    /// `/x/../status.json`) bypassed it and got the file it shadows.
+    #[test]
+    fn stats_path_matches_decoded_path() {
+        let cases = [
+            ("/status.json", "/status.json", true),
+            ("/status.json", "/status%2Ejson", true),
+            ("/status.json", "/%73tatus.json", true),
+            ("/status.json", "/x/../status.json", true),
+            ("/status.json", "//status.json", true),
+            ("/status.json", "/status.json/", false),
+            ("/status.json", "/status.jso", false),
+            ("/status.json", "/x/status.json", false),
+            ("/.stats", "/%2Estats", true),
+            ("/a/b/", "/a/b/", true),
+            ("/a/b/", "/a/b", false),
+            ("/", "/", true),
+            ("/", "/x", false),
+        ];
+        for (stats, request, want) in cases {
+            let url = resolve::decode(request).unwrap();
+            assert_eq!(
+                is_stats_path(&url, stats),
+                want,
+                "--stats-path {stats}, request {request}"
+            );
         }
     }
 

@@ -22,6 +22,7 @@ pub enum Status {
     RangeNotSatisfiable,
     HeaderFieldsTooLarge,
     InternalServerError,
+    NotImplemented,
     ServiceUnavailable,
     VersionNotSupported,
 }
@@ -48,6 +49,7 @@ impl Status {
             Status::RangeNotSatisfiable => 416,
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalServerError => 500,
+            Status::NotImplemented => 501,
             Status::ServiceUnavailable => 503,
             Status::VersionNotSupported => 505,
         }
@@ -74,6 +76,7 @@ impl Status {
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalServerError => "Internal Server Error",
+            Status::NotImplemented => "Not Implemented",
             Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
         }

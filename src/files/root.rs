@@ -90,6 +90,11 @@ impl Root {
         format!("{} ({})", self.real.display(), self.resolver.describe())
     }
 
+    /// The root's real path (symlinks resolved), for naming files inside it.
+    pub fn real_path(&self) -> &Path {
+        &self.real
+    }
+
     /// Which resolution runs.
     pub fn resolver(&self) -> Resolver {
         self.resolver

@@ -45,7 +45,9 @@ pub struct Conn {
     pub start: usize,
     /// End of received input.
     pub end: usize,
-    /// Deadline for the head being read, set when its first byte is awaited/arrives.
+    /// Deadline for the head being read: from accept for a new connection, and from
+    /// its first byte for a later head. Past it, a client that sent part of a head gets
+    /// a 408; one that sent nothing is closed silently (see [`Conn::mid_head`]).
     pub head_deadline: Option<Instant>,
     /// When the connection last finished a response (or was accepted).
     pub idle_since: Instant,
@@ -144,6 +146,15 @@ impl Conn {
                 Ok(())
             }
         }
+    }
+
+    /// Whether part of a request head has been received. Only then does a timeout
+    /// answer 408: a connection that sent nothing since its last response (or since
+    /// it opened) is closed without a word, as nginx and darkhttpd do, because a 408
+    /// nobody asked for reaches a browser's speculative preconnect, or is read as the
+    /// answer to the next request sent on that connection.
+    pub fn mid_head(&self) -> bool {
+        self.start < self.end
     }
 
     /// Marks `n` bytes of input as used.

@@ -175,7 +175,8 @@ fn has_input(conn: &Conn) -> bool {
 }
 
 /// Closes connections whose head deadline or idle timeout has passed. A client that
-/// started a head and stalled gets a 408 first (best effort, never blocking).
+/// started a head and stalled gets a 408 first (best effort, never blocking); one that
+/// sent nothing is closed silently ([`Conn::mid_head`]).
 fn sweep(shared: &Shared, parked: &mut Parked, now: Instant) {
     let idle_timeout = shared.config.limits.idle_timeout;
     let expired: Vec<usize> = parked
@@ -190,7 +191,7 @@ fn sweep(shared: &Shared, parked: &mut Parked, now: Instant) {
         .collect();
     for key in expired {
         if let Some(conn) = parked.remove(key) {
-            if conn.head_deadline.is_some() && conn.pending.is_none() {
+            if conn.head_deadline.is_some() && conn.pending.is_none() && conn.mid_head() {
                 let msg = "The request head did not arrive in time.";
                 let page = super::serve::error_response(Status::RequestTimeout, msg);
                 Conn::send_now(&conn.stream, &page);

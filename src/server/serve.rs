@@ -85,9 +85,6 @@ pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Resul
         Err(e) => return res.refuse(Refusal::close(e.status(), e.message())),
     };
     let config = &shared.config;
-    if config.stats_path.as_deref() == Some(target.path) {
-        return res.stats();
-    }
     if config.panic_path.as_deref() == Some(target.path) {
         panic!("test hook: panic_path {} requested", target.path);
     }
@@ -95,6 +92,13 @@ pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Resul
         Ok(u) => u,
         Err(e) => return res.refuse(Refusal::keep(Status::BadRequest, e.message())),
     };
+    if config
+        .stats_path
+        .as_deref()
+        .is_some_and(|s| respond::is_stats_path(&url, s))
+    {
+        return res.stats();
+    }
     if url.hidden && !config.dotfiles {
         return res.not_found(head);
     }

@@ -140,8 +140,12 @@ impl Worker<'_> {
             Ok(Parsed::Complete(head, used)) => {
                 let next = self.answer(stream, pending, *peer, &head);
                 conn.consume(used);
-                conn.head_deadline = None;
                 conn.idle_since = Instant::now();
+                // Bytes of the next head already here start its deadline; none, and the
+                // connection is idle (the idle timeout applies, closing silently).
+                conn.head_deadline = conn
+                    .mid_head()
+                    .then(|| crate::clock::deadline(conn.idle_since, limits.head_timeout));
                 match next {
                     Next::Continue if self.shared.is_shutting_down() => Next::Close,
                     // Without a linger, a connection just answered is parked at once: its
@@ -206,7 +210,8 @@ impl Worker<'_> {
         let now = Instant::now();
         // Past the deadline, bytes the client sent in time (while the connection sat in
         // the queue) still count: take what is there, and answer 408 only if the head
-        // is still incomplete after that.
+        // is still incomplete after that — and was started: a client that sent nothing
+        // is closed silently (see `Conn::mid_head`).
         let late = conn.head_deadline.is_some_and(|d| now >= d);
         if self.shared.is_shutting_down() && conn.start == conn.end {
             return Next::Close;
@@ -219,8 +224,10 @@ impl Worker<'_> {
         };
         let filled = conn.fill(wait, limits.max_head_bytes);
         if late && !matches!(filled, Ok(n) if n > 0) {
-            let page = serve::error_response(Status::RequestTimeout, "The request head did not arrive in time.");
-            let _ = conn.stream.write_all(&page);
+            if conn.mid_head() {
+                let page = serve::error_response(Status::RequestTimeout, "The request head did not arrive in time.");
+                let _ = conn.stream.write_all(&page);
+            }
             return Next::Close;
         }
         match filled {

@@ -82,12 +82,109 @@ fn head_sends_the_same_headers_as_get_and_no_body() {
 #[test]
 fn other_methods_get_405_with_allow() {
     let server = TestServer::start(|_| {});
-    for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "OPTIONS", "BREW"] {
+    for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "OPTIONS"] {
         let res = server.request(&format!("{method} /a.txt HTTP/1.1\r\nHost: t\r\n\r\n"));
         assert_eq!(res.status, 405, "{method}");
         assert_eq!(res.header("allow"), Some("GET, HEAD"), "{method}");
         assert!(res.text().contains("405 Method Not Allowed"));
     }
+}
+
+/// RFC 9110 §9.1: a method the server does not recognise is 501, not 405 (405 says the
+/// method is known but not allowed for this resource). Methods are case-sensitive, so
+/// `get` is not GET.
+#[test]
+fn unknown_method_is_501() {
+    let server = TestServer::start(|_| {});
+    for method in ["BOGUS", "get", "BREW", "PROPFIND"] {
+        let res = server.request(&format!(
+            "{method} /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(res.status, 501, "{method}");
+        assert_eq!(res.header("allow"), None, "{method}: Allow belongs to 405");
+        assert!(res.text().contains("501 Not Implemented"), "{method}");
+    }
+}
+
+/// RFC 9110 §2.5: HTTP/1.x with x ≥ 2 is processed as HTTP/1.1 — answered as 1.1 and
+/// kept alive like 1.1 (nginx answers 200; this server answered 505).
+#[test]
+fn http_1_2_is_served_as_1_1() {
+    let server = TestServer::start(|_| {});
+    let mut s = server.connect();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for (version, want) in [("1.2", &b"A"[..]), ("1.9", b"BB")] {
+        let path = if version == "1.2" { "/a.txt" } else { "/b.txt" };
+        write!(s, "GET {path} HTTP/{version}\r\nHost: t\r\n\r\n").unwrap();
+        let res = read_response(&mut r, false).expect("a response");
+        assert_eq!((res.status, res.body.as_slice()), (200, want), "HTTP/{version}");
+        assert_eq!(res.header("connection"), None, "HTTP/{version} keeps alive like 1.1");
+    }
+    let res = server.request("GET / HTTP/2.0\r\nHost: t\r\n\r\n");
+    assert_eq!(res.status, 505, "another major version is still 505");
+}
+
+/// RFC 9112 §3: a request line that is not `method SP target SP version` is 400, even
+/// when it ends in a valid version (this server answered 505 to `G ET / HTTP/1.0`).
+#[test]
+fn malformed_request_line_is_400() {
+    let server = TestServer::start(|_| {});
+    for line in ["G ET / HTTP/1.0", "GET /a b HTTP/1.1", "GET / HTTP/1.10"] {
+        let mut s = server.connect();
+        write!(s, "{line}\r\nHost: t\r\n\r\n").unwrap();
+        let res = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).expect("a response");
+        assert_eq!((res.status, res.header("connection")), (400, Some("close")), "{line}");
+        assert!(closed(&mut s), "{line}: connection left open");
+    }
+}
+
+/// RFC 9112 §3.2: a Host that is not `host [":" port]`, a missing Host on HTTP/1.1 and
+/// two Hosts are 400 (invalid ones were served with 200). The connection closes.
+#[test]
+fn invalid_host_is_400() {
+    let server = TestServer::start(|_| {});
+    let heads = [
+        "Host: a b\r\n",
+        "Host: abc\\foo\r\n",
+        "Host: x/y\r\n",
+        "Host: ::1\r\n",
+        "Host: [::1\r\n",
+        "Host: t:http\r\n",
+        "Host: u@t\r\n",
+        "",
+        "Host: t\r\nHost: t\r\n",
+    ];
+    for host in heads {
+        let mut s = server.connect();
+        write!(s, "GET /a.txt HTTP/1.1\r\n{host}\r\n").unwrap();
+        let res = read_response(&mut BufReader::new(s.try_clone().unwrap()), false).expect("a response");
+        assert_eq!((res.status, res.header("connection")), (400, Some("close")), "{host:?}");
+        assert!(closed(&mut s), "{host:?}: connection left open");
+    }
+    for host in ["t", "t:8080", "127.0.0.1", "[::1]:80", ""] {
+        let res = server.request(&format!(
+            "GET /a.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(res.status, 200, "Host: {host}");
+    }
+}
+
+/// RFC 9110 §4.2.1/§4.2.4: an http(s) URI with userinfo or an empty or invalid
+/// authority is invalid; as a request target it is 400 (it was served).
+#[test]
+fn absolute_form_with_bad_authority_is_400() {
+    let server = TestServer::start(|_| {});
+    for target in [
+        "http://foo@localhost/a.txt",
+        "http:///a.txt",
+        "http://localhost::80/a.txt",
+        "http://[4712::abcd::]/a.txt",
+    ] {
+        let res = server.request(&format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_eq!((res.status, res.header("connection")), (400, Some("close")), "{target}");
+    }
+    let res = server.request("GET http://[::1]:8080/a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"A"[..]));
 }
 
 /// Requests answered with an error and a closed connection: nothing after them on the

@@ -5,6 +5,7 @@ mod cli;
 mod corpus;
 mod engine;
 mod files;
+mod flags;
 mod http;
 mod props;
 mod semantics;

@@ -325,8 +325,13 @@ fn parked_multipart_response_holds_one_file_descriptor() {
     let s = TestServer::start(|_| {});
     write(&s.root(), "m.bin", &vec![b'm'; 16 << 20]);
     let file = s.root().join("m.bin").canonicalize().unwrap();
-    let ranges: Vec<String> = (0..14).map(|i| format!("{}-{}", i << 20, (i << 20) + 1_000_000)).collect();
-    let raw = format!("GET /m.bin HTTP/1.1\r\nHost: t\r\nRange: bytes={}\r\n\r\n", ranges.join(","));
+    let ranges: Vec<String> = (0..14)
+        .map(|i| format!("{}-{}", i << 20, (i << 20) + 1_000_000))
+        .collect();
+    let raw = format!(
+        "GET /m.bin HTTP/1.1\r\nHost: t\r\nRange: bytes={}\r\n\r\n",
+        ranges.join(",")
+    );
     let clients: Vec<_> = (0..20)
         .map(|_| {
             let mut c = s.connect();
@@ -335,11 +340,16 @@ fn parked_multipart_response_holds_one_file_descriptor() {
         })
         .collect();
     // Let every response fill its socket buffer and park.
-    crate::support::eventually("responses parked", || s.stats().busy_workers == 0 && fds_on(&file) >= 20);
+    crate::support::eventually("responses parked", || {
+        s.stats().busy_workers == 0 && fds_on(&file) >= 20
+    });
     std::thread::sleep(Duration::from_millis(300));
     let held = fds_on(&file);
     // One per parked response, plus at most one per worker's cache (4 workers).
-    assert!(held <= 20 + 4, "{held} descriptors on the file for 20 parked multipart responses");
+    assert!(
+        held <= 20 + 4,
+        "{held} descriptors on the file for 20 parked multipart responses"
+    );
     drop(clients);
 }
 
@@ -361,7 +371,11 @@ fn slow_readers_of_a_big_listing_do_not_each_hold_its_body() {
     }
     let (mut child, addr) = spawn_bin(tmp.path(), false);
     let first = get_at(&addr, "/huge/");
-    assert!(first.body.len() > 3_000_000, "a big listing: {} bytes", first.body.len());
+    assert!(
+        first.body.len() > 3_000_000,
+        "a big listing: {} bytes",
+        first.body.len()
+    );
     let before = rss_kib(child.id());
     let clients: Vec<_> = (0..100)
         .map(|_| {
@@ -374,7 +388,11 @@ fn slow_readers_of_a_big_listing_do_not_each_hold_its_body() {
     // Meanwhile a small file is answered quickly.
     let t = std::time::Instant::now();
     assert_eq!(get_at(&addr, "/a.txt").status, 200);
-    assert!(t.elapsed() < Duration::from_millis(500), "small file took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "small file took {:?}",
+        t.elapsed()
+    );
     let grown_mib = rss_kib(child.id()).saturating_sub(before) / 1024;
     // 100 copies of a 3+ MB body would be 300+ MiB.
     assert!(grown_mib < 64, "RSS grew {grown_mib} MiB for 100 parked listings");
@@ -485,7 +503,9 @@ fn sighup_reopens_a_switched_root_symlink() {
     std::fs::rename(tmp.path().join("current.new"), &current).unwrap();
     std::fs::remove_dir_all(tmp.path().join("releases/41")).unwrap();
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
-    crate::support::eventually("the new release is served", || get_at(&addr, "/v.txt").body == b"new release");
+    crate::support::eventually("the new release is served", || {
+        get_at(&addr, "/v.txt").body == b"new release"
+    });
     assert!(child.try_wait().unwrap().is_none(), "SIGHUP does not stop the server");
     let _ = child.kill();
     let _ = child.wait();
