@@ -510,3 +510,24 @@ fn sighup_reopens_a_switched_root_symlink() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn directory_listings_honour_if_none_match_and_if_match() {
+    let s = TestServer::start(one_worker);
+    let first = s.get("/list/");
+    let etag = first.header("etag").expect("a listing has an ETag").to_string();
+    for (extra, want) in [
+        ("If-None-Match: *\r\n", 304),
+        (&*format!("If-None-Match: {etag}\r\n"), 304),
+        ("If-None-Match: \"other\"\r\n", 200),
+        ("If-Match: \"x\"\r\n", 412),
+        (&*format!("If-Match: {etag}\r\n"), 200),
+    ] {
+        assert_eq!(fetch(&s, extra, "/list/").0, want, "{extra}");
+    }
+    // A new entry makes a new page with a new tag.
+    write(&s.root().join("list"), "two.bin", b"2");
+    let second = s.get("/list/");
+    assert!(second.text().contains("two.bin"));
+    assert_ne!(second.header("etag"), Some(etag.as_str()));
+}
