@@ -9,7 +9,16 @@ use std::time::Duration;
 use threadserve::config::{self, Cli, Command};
 use threadserve::server::{Handle, Server};
 
+/// Allocations at least this large are always mmap'd and returned to the OS when
+/// freed. Without a fixed threshold glibc raises it after each large free, so the
+/// transient buffer of a big listing (about 20 MB for 100,000 entries) would stay in
+/// each worker's heap arena afterwards: 1,000 slow readers of such a listing took RSS
+/// from 12 to 228 MiB before this.
+const MMAP_THRESHOLD: i32 = 256 * 1024;
+
 fn main() -> ExitCode {
+    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
