@@ -124,12 +124,6 @@ impl Worker<'_> {
         if conn.pending.is_some() {
             return self.resume(conn);
         }
-        // With connections waiting for a worker, a response that fills the socket
-        // buffer is parked at once instead of after WRITE_LINGER (once per connection:
-        // the switch is remembered). A crowd of slow readers then costs no linger each.
-        if !self.jobs.is_empty() {
-            conn.set_nonblocking();
-        }
         let limits = &self.shared.config.limits;
         let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; HEADER_SLOTS];
         let slots = &mut slots[..limits.max_headers.min(HEADER_SLOTS)];
