@@ -145,12 +145,12 @@ impl FileCache {
     /// What `rel` names now (see the module doc for the rule).
     pub fn lookup(&mut self, rel: &str) -> Result<Found, OpenError> {
         if let Some(entry) = self.entries.get_mut(rel) {
-            match self.root.stat(rel) {
-                Ok(s) if Identity::of(&s) == entry.id => {
+            match self.root.stat(rel).map(|s| Identity::of(&s)) {
+                Ok(id) if id == entry.id => {
                     entry.used = Instant::now();
                     return Ok(entry.found.clone());
                 }
-                Ok(s) if Identity::of(&s).kind() == Kind::Other => {
+                Ok(id) if id.kind() == Kind::Other => {
                     self.remove(rel);
                     return Ok(Found::Other);
                 }

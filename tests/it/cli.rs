@@ -1,12 +1,10 @@
 //! The binary: flags, errors, start-up line, access log and SIGTERM.
 
-use crate::support::{read_response, write};
+use crate::support::{exit_within, get_at as get, read_response, start_line_addr, write, BIN};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_threadserve");
 
 /// A spawned server; its stdout (start line, access log) is read line by line.
 struct Spawned {
@@ -40,14 +38,6 @@ impl Drop for Reaped {
     }
 }
 
-/// `GET path` with `Connection: close` on a new connection.
-fn get(addr: &str, path: &str) -> Option<crate::support::Response> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
-    read_response(&mut BufReader::new(s), false)
-}
-
 /// Everything the server wrote to stderr (call after it exited).
 fn stderr_of(server: &mut Spawned) -> String {
     let mut err = String::new();
@@ -68,16 +58,10 @@ fn spawn(root: &std::path::Path, args: &[&str]) -> Spawned {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .expect("start line has the URL");
-    assert!(!addr.ends_with(":0"), "the start line shows the real port: {line}");
+    let addr = start_line_addr(&mut stdout);
+    assert!(!addr.ends_with(":0"), "the start line shows the real port: {addr}");
     Spawned {
-        addr: addr.to_string(),
+        addr,
         child: Reaped(child),
         stdout,
     }
@@ -293,18 +277,8 @@ fn run_bounded(args: &[&str], within: Duration) -> (std::process::ExitStatus, St
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("threadserve {args:?} still running after {within:?}: the value was accepted");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, within)
+        .unwrap_or_else(|| panic!("threadserve {args:?} still running after {within:?}: the value was accepted"));
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     (status, stderr)

@@ -2,14 +2,11 @@
 //! refused at start-up with one clear line on stderr, before anything is served; one
 //! that works is served as documented.
 
-use crate::support::{read_response, write, TestServer};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use crate::support::{exit_within, get_at, start_line_addr, write, TestServer, BIN};
+use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_threadserve");
+use std::time::Duration;
 
 /// Runs the binary on `root` and returns its stderr if it exits non-zero within 5 s;
 /// panics if it starts serving instead (the child is killed first).
@@ -24,18 +21,8 @@ fn refused(root: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Strin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?} {env:?}: the server started instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{args:?} {env:?}: the server started instead of refusing"));
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(!status.success(), "{args:?}: exit status {status:?}");
@@ -96,22 +83,12 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.split("http://").nth(1).and_then(|s| s.split(' ').next());
-        let addr = addr
-            .unwrap_or_else(|| panic!("{args:?}: no start line, got {line:?}"))
-            .to_string();
+        let addr = start_line_addr(&mut BufReader::new(child.stdout.take().unwrap()));
         Running { child, addr }
     }
 
     fn get(&self, path: &str) -> crate::support::Response {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
-        read_response(&mut BufReader::new(s), false).expect("a response")
+        get_at(&self.addr, path).expect("a response")
     }
 
     /// Stops the server and returns what it wrote to stderr.

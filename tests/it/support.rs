@@ -15,6 +15,45 @@ use threadserve::stats::Snapshot;
 /// Longest any test read waits; a hang fails the test instead of blocking the suite.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The server binary, for tests of the process (flags, signals, stdout).
+pub const BIN: &str = env!("CARGO_BIN_EXE_threadserve");
+
+/// Reads a spawned server's start line from its stdout and returns the address it
+/// shows (`threadserve serving ROOT at http://ADDR with N worker threads`).
+pub fn start_line_addr(stdout: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line.split("http://").nth(1).and_then(|s| s.split(' ').next());
+    let addr = addr.unwrap_or_else(|| panic!("no start line with a URL, got {line:?}"));
+    addr.trim_end_matches('/').to_string()
+}
+
+/// Waits up to `within` for `child` to exit; kills it and returns `None` if it is
+/// still running then.
+pub fn exit_within(child: &mut std::process::Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `GET path` with `Connection: close` on a new connection to `addr`; `None` if the
+/// connection fails or closes without a response.
+pub fn get_at(addr: &str, path: &str) -> Option<Response> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+    read_response(&mut BufReader::new(s), false)
+}
+
 /// A server on a temp-dir root `<tmp>/root`; `<tmp>/outside` holds files outside it.
 pub struct TestServer {
     pub addr: SocketAddr,

@@ -1,7 +1,7 @@
 //! Issue "files you can trust": one handle from path to bytes, a cache that never
 //! lies, listings with bounds. Each test is named for the finding it pins.
 
-use crate::support::{read_response, write, TestServer};
+use crate::support::{start_line_addr, write, TestServer, BIN};
 use std::io::{BufReader, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::process::{Command, Stdio};
@@ -84,13 +84,12 @@ fn spawn_unprivileged(root: &std::path::Path) -> (std::process::Child, String) {
 }
 
 fn spawn_bin(root: &std::path::Path, unprivileged: bool) -> (std::process::Child, String) {
-    let bin = env!("CARGO_BIN_EXE_threadserve");
     let mut cmd = if unprivileged && unsafe { libc::geteuid() } == 0 {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
         c
     } else {
-        Command::new(bin)
+        Command::new(BIN)
     };
     let mut child = cmd
         .arg(root)
@@ -100,17 +99,12 @@ fn spawn_bin(root: &std::path::Path, unprivileged: bool) -> (std::process::Child
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split(' ').next()).unwrap();
-    (child, addr.trim_end_matches('/').to_string())
+    let addr = start_line_addr(&mut BufReader::new(child.stdout.take().unwrap()));
+    (child, addr)
 }
 
 fn get_at(addr: &str, path: &str) -> crate::support::Response {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
-    read_response(&mut BufReader::new(s), false).unwrap()
+    crate::support::get_at(addr, path).expect("a response")
 }
 
 #[test]
@@ -205,26 +199,17 @@ fn file_replaced_by_rename_is_served_at_once() {
 
 #[test]
 fn shrunk_file_gets_its_new_length_at_once() {
-    let s = TestServer::start(one_worker);
-    let p = s.root().join("big.bin");
-    std::fs::write(&p, vec![7u8; 2345]).unwrap();
-    assert_eq!(fetch(&s, "", "/big.bin").3.len(), 2345);
-    std::fs::write(&p, vec![8u8; 100]).unwrap();
-    let r = s.get("/big.bin");
-    assert_eq!(r.header("content-length"), Some("100"));
-    assert_eq!(r.body, vec![8u8; 100]);
-}
-
-#[test]
-fn shrunk_large_file_gets_its_new_length_at_once() {
-    let s = TestServer::start(one_worker);
-    let p = s.root().join("large.bin");
-    std::fs::write(&p, vec![7u8; 200_000]).unwrap();
-    assert_eq!(fetch(&s, "", "/large.bin").3.len(), 200_000);
-    std::fs::write(&p, vec![8u8; 100_000]).unwrap();
-    let r = s.get("/large.bin");
-    assert_eq!(r.header("content-length"), Some("100000"));
-    assert_eq!(r.body, vec![8u8; 100_000]);
+    // An inline-cached small file, and a large one sent from its descriptor.
+    for (name, before, after) in [("big.bin", 2345, 100), ("large.bin", 200_000, 100_000)] {
+        let s = TestServer::start(one_worker);
+        let p = s.root().join(name);
+        std::fs::write(&p, vec![7u8; before]).unwrap();
+        assert_eq!(fetch(&s, "", &format!("/{name}")).3.len(), before);
+        std::fs::write(&p, vec![8u8; after]).unwrap();
+        let r = s.get(&format!("/{name}"));
+        assert_eq!(r.header("content-length"), Some(after.to_string().as_str()));
+        assert_eq!(r.body, vec![8u8; after]);
+    }
 }
 
 #[test]
