@@ -552,7 +552,7 @@ fn site_path(p: &str) -> Option<String> {
     } else {
         format!("/{p}")
     };
-    crate::resolve::decode(&with_slash)
+    crate::http::resolve::decode(&with_slash)
         .ok()
         .map(|u| u.rel)
         .filter(|rel| !rel.is_empty())
@@ -588,7 +588,8 @@ fn stats_path(p: &str) -> Result<String, ConfigError> {
             "--stats-path '{p}' must start with '/' (a URL path such as /.stats)"
         )));
     }
-    let url = crate::resolve::decode(p).map_err(|e| ConfigError(format!("--stats-path '{p}': {}", e.message())))?;
+    let url =
+        crate::http::resolve::decode(p).map_err(|e| ConfigError(format!("--stats-path '{p}': {}", e.message())))?;
     let mut normal = format!("/{}", url.rel);
     if url.trailing_slash && !url.rel.is_empty() {
         normal.push('/');

@@ -21,18 +21,10 @@
 #![deny(missing_docs)]
 
 pub mod clock;
-pub mod conditional;
 pub mod config;
-pub mod encoding;
 pub mod files;
-pub mod head;
+pub mod http;
 pub mod limits;
-pub mod listing;
 pub mod log_writer;
-pub mod range;
-pub mod resolve;
-pub mod respond;
 pub mod server;
 pub mod stats;
-pub mod status;
-pub mod wire;

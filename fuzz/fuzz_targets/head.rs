@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::mem::MaybeUninit;
-use threadserve::head::{self, Parsed};
+use threadserve::http::head::{self, Parsed};
 use threadserve::limits::MAX_HEAD_BYTES;
 
 fuzz_target!(|data: &[u8]| {

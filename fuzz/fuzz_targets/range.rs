@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use threadserve::range::{self, RangeDecision, MAX_RANGES};
+use threadserve::http::range::{self, RangeDecision, MAX_RANGES};
 
 fuzz_target!(|input: (&str, u64)| {
     let (header, len) = input;

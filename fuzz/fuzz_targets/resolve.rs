@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use threadserve::resolve;
+use threadserve::http::resolve;
 
 fuzz_target!(|raw: &str| {
     if let Ok(url) = resolve::decode(raw) {

@@ -168,7 +168,7 @@ impl FileCache {
     /// What `name` inside the directory `dir` (just looked up as `dir_rel`) names
     /// now, opened relative to that directory's descriptor on a miss.
     pub fn lookup_in(&mut self, dir: &OwnedFd, dir_rel: &str, name: &str) -> Result<Found, OpenError> {
-        let rel = crate::resolve::join(dir_rel, name);
+        let rel = crate::http::resolve::join(dir_rel, name);
         if self.entries.contains_key(&rel) {
             return self.lookup(&rel);
         }

@@ -128,9 +128,12 @@ impl Root {
         flags: OFlags,
     ) -> io::Result<OwnedFd> {
         match self.open_from(dir, name, follow, flags) {
-            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-                self.open_from(self.fd.as_fd(), &crate::resolve::join(dir_rel, name), follow, flags)
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => self.open_from(
+                self.fd.as_fd(),
+                &crate::http::resolve::join(dir_rel, name),
+                follow,
+                flags,
+            ),
             other => other,
         }
     }

@@ -10,8 +10,8 @@
 use super::conn::Conn;
 use super::Shared;
 use crate::clock;
+use crate::http::status::Status;
 use crate::limits::MAX_IDLE_PERCENT;
-use crate::status::Status;
 use crossbeam_channel::{Receiver, Sender};
 use polling::{Events, Poller};
 use std::collections::{BTreeSet, HashMap};

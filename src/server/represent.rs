@@ -1,18 +1,18 @@
 //! File responses: choose the representation (a precompressed variant or the file
 //! itself), evaluate validators, conditionals and ranges through
-//! `respond::plan_representation`, and queue the head and byte ranges.
+//! `plan::plan_representation`, and queue the head and byte ranges.
 
 use super::output::Segment;
 use super::serve::{Outcome, Responder};
-use crate::conditional::Validators;
-use crate::encoding::{self, Encoding};
 use crate::files::{Body, Found, Meta};
-use crate::head::Head;
+use crate::http::conditional::Validators;
+use crate::http::encoding::{self, Encoding};
+use crate::http::head::Head;
+use crate::http::plan::{self, FileRequest, Plan, Refusal};
+use crate::http::range::{self, ByteRange};
+use crate::http::status::Status;
+use crate::http::wire;
 use crate::limits::INLINE_BODY_MAX;
-use crate::range::{self, ByteRange};
-use crate::respond::{self, FileRequest, Plan, Refusal};
-use crate::status::Status;
-use crate::wire;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -31,7 +31,7 @@ struct Representation {
 
 impl Responder<'_> {
     /// Picks the precompressed variant (if any) and sends the file as planned by
-    /// `respond::plan_representation`.
+    /// `plan::plan_representation`.
     pub(super) fn representation(&mut self, head: &Head, rel: &str, meta: Meta, body: Body) -> io::Result<Outcome> {
         let mut rep = Representation {
             body,
@@ -59,7 +59,7 @@ impl Responder<'_> {
             etag,
             last_modified: crate::clock::http_date_clamp(rep.meta.mtime),
         };
-        match respond::plan_representation(&FileRequest::from_head(head), rep.meta.len, &validators) {
+        match plan::plan_representation(&FileRequest::from_head(head), rep.meta.len, &validators) {
             Plan::Full { len } => self.full(&rep, &validators, len),
             Plan::Partial { range, len } => self.partial(&rep, &validators, range, len),
             Plan::Multipart { ranges, len } => self.multipart(&rep, &validators, &ranges, len),
@@ -192,7 +192,7 @@ impl Responder<'_> {
         len: u64,
     ) -> io::Result<Outcome> {
         let boundary = boundary();
-        let (mime, text) = respond::content_type(&rep.rel);
+        let (mime, text) = plan::content_type(&rep.rel);
         let part_type = if text {
             format!("{mime}; charset=utf-8")
         } else {
@@ -267,7 +267,7 @@ fn read_into(file: &File, out: &mut Vec<u8>, len: usize) -> io::Result<usize> {
 
 /// `Content-Type` for a path, with `charset=utf-8` on text types.
 pub(super) fn content_type_header(out: &mut Vec<u8>, rel: &str) {
-    let (mime, text) = respond::content_type(rel);
+    let (mime, text) = plan::content_type(rel);
     if text {
         wire::header(out, "Content-Type", &format!("{mime}; charset=utf-8"));
     } else {

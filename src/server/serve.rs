@@ -6,14 +6,14 @@
 use super::output::{Segment, Segments};
 use super::represent::content_type_header;
 use super::Shared;
-use crate::conditional;
 use crate::files::{dir, Body, FileCache, Found, Listing, Meta, OpenError};
-use crate::head::{self, Head};
-use crate::listing;
-use crate::resolve::{self, UrlPath};
-use crate::respond::{self, FileRequest, Plan, Refusal, FORBIDDEN, NOT_FOUND};
-use crate::status::Status;
-use crate::wire::{self, Connection};
+use crate::http::conditional;
+use crate::http::head::{self, Head};
+use crate::http::listing;
+use crate::http::plan::{self, FileRequest, Plan, Refusal, FORBIDDEN, NOT_FOUND};
+use crate::http::resolve::{self, UrlPath};
+use crate::http::status::Status;
+use crate::http::wire::{self, Connection};
 use rustix::fd::OwnedFd;
 use std::io;
 use std::rc::Rc;
@@ -77,7 +77,7 @@ pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Resul
     if head.method == "OPTIONS" && shared.config.cors && head.body() == head::Body::None {
         return res.preflight();
     }
-    if let Err(refusal) = respond::check_request(head) {
+    if let Err(refusal) = plan::check_request(head) {
         return res.refuse(refusal);
     }
     let target = match head::split_target(head.target) {
@@ -95,7 +95,7 @@ pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Resul
     if config
         .stats_path
         .as_deref()
-        .is_some_and(|s| respond::is_stats_path(&url, s))
+        .is_some_and(|s| plan::is_stats_path(&url, s))
     {
         return res.stats();
     }
@@ -103,7 +103,7 @@ pub fn respond(shared: &Shared, head: &Head, scratch: &mut Scratch) -> io::Resul
         return res.not_found(head);
     }
     match res.cache.lookup(&url.rel) {
-        Ok(Found::File(meta, body)) => match respond::plan_file(&url, &meta) {
+        Ok(Found::File(meta, body)) => match plan::plan_file(&url, &meta) {
             Plan::Full { .. } => res.representation(head, &url.rel, meta, body),
             Plan::Error(r) if r.status == Status::NotFound => res.not_found(head),
             Plan::Error(r) => res.refuse(r),
@@ -157,7 +157,7 @@ impl Responder<'_> {
             None
         };
         let listing = self.shared.config.listing;
-        match respond::plan_directory(url, query, index.as_ref().map(|(m, _)| m), listing) {
+        match plan::plan_directory(url, query, index.as_ref().map(|(m, _)| m), listing) {
             Plan::Full { .. } => {
                 let (meta, body) = index.expect("plan_directory plans Full only with an index");
                 self.representation(head, &index_rel, meta, body)
@@ -326,7 +326,7 @@ impl Responder<'_> {
                 Err(e) => return self.refuse(open_refusal(OpenError::from(e))),
             },
         };
-        let status = match respond::listing_outcome(&FileRequest::from_head(head), &page.etag) {
+        let status = match plan::listing_outcome(&FileRequest::from_head(head), &page.etag) {
             conditional::Outcome::Proceed => Status::Ok,
             conditional::Outcome::NotModified => Status::NotModified,
             conditional::Outcome::PreconditionFailed => {

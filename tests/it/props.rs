@@ -5,9 +5,9 @@
 use proptest::prelude::*;
 use std::mem::MaybeUninit;
 use std::path::{Component, Path};
-use threadserve::head::{self, Parsed};
-use threadserve::range::{self, RangeDecision};
-use threadserve::resolve;
+use threadserve::http::head::{self, Parsed};
+use threadserve::http::range::{self, RangeDecision};
+use threadserve::http::resolve;
 
 /// Pieces that traversal attacks are made of: dots (plain, encoded, double-encoded,
 /// overlong UTF-8), slashes and backslashes (plain and encoded), NUL, stray `%`.

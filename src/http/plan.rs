@@ -5,12 +5,12 @@
 //! into, and the headers of a file response. Out of scope: reading files and
 //! directories, writing bytes (see `server`).
 
-use crate::conditional::{self, Conditionals, Outcome, Validators};
-use crate::files::{Kind, Meta};
-use crate::head::{Body, Head};
-use crate::range::{self, ByteRange, RangeDecision};
-use crate::resolve::{self, UrlPath};
-use crate::status::Status;
+use crate::http::conditional::{self, Conditionals, Outcome, Validators};
+use crate::http::head::{Body, Head};
+use crate::http::meta::{Kind, Meta};
+use crate::http::range::{self, ByteRange, RangeDecision};
+use crate::http::resolve::{self, UrlPath};
+use crate::http::status::Status;
 
 /// What to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! (RFC 9112 §6) and the request target's form. Out of scope: sockets, timeouts, files.
 //! Like httparse, parsing distinguishes "complete" from "need more bytes".
 
-use crate::status::Status;
+use crate::http::status::Status;
 use std::mem::MaybeUninit;
 
 /// Outcome of parsing a buffer that may hold a partial head.

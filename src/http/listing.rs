@@ -2,8 +2,8 @@
 //! (entries come from `files::dir::read_entries`).
 
 use crate::clock::Civil;
-use crate::files::{Entry, Kind};
-use crate::resolve::SEGMENT;
+use crate::http::meta::{Entry, Kind};
+use crate::http::resolve::SEGMENT;
 use percent_encoding::utf8_percent_encode;
 
 /// Sorts entries the way nginx's autoindex does: directories first, then by name.
@@ -63,7 +63,7 @@ pub fn render_html(display_path: &str, entries: &[Entry], omitted: usize) -> Str
         out.push_str(&format!("<p>{omitted} more entries are not shown.</p>\n"));
     }
     out.push_str("<hr><address>");
-    out.push_str(crate::wire::SERVER);
+    out.push_str(crate::http::wire::SERVER);
     out.push_str("</address></body></html>\n");
     out
 }

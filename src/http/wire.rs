@@ -1,7 +1,7 @@
 //! Response heads as bytes: a pure serializer that appends to a caller-owned buffer,
 //! so a whole head goes out in one `write`.
 
-use crate::status::Status;
+use crate::http::status::Status;
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -71,7 +71,7 @@ pub fn error_page(status: Status, message: &str) -> String {
     page.push_str("</title></head>\n<body><h1>");
     page.push_str(&title);
     page.push_str("</h1>\n<p>");
-    crate::listing::escape_html(message, &mut page);
+    crate::http::listing::escape_html(message, &mut page);
     page.push_str("</p>\n<hr><address>");
     page.push_str(SERVER);
     page.push_str("</address></body></html>\n");
