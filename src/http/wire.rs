@@ -2,9 +2,8 @@
 //! so a whole head goes out in one `write`.
 
 use crate::http::status::Status;
-use std::cell::RefCell;
 use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// `Server` header value.
 pub const SERVER: &str = concat!("threadserve/", env!("CARGO_PKG_VERSION"));
@@ -20,12 +19,33 @@ pub enum Connection {
     Close,
 }
 
+/// A `Date` header value, formatted once by the caller (the executor reads the clock
+/// and formats at most once a second; tests pass a fixed time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpDate([u8; 29]);
+
+impl HttpDate {
+    /// Formats `t` (clamped to what an HTTP date can carry).
+    pub fn new(t: SystemTime) -> HttpDate {
+        let text = httpdate::fmt_http_date(crate::clock::http_date_clamp(t));
+        let mut bytes = [b' '; 29];
+        let n = text.len().min(29);
+        bytes[..n].copy_from_slice(&text.as_bytes()[..n]);
+        HttpDate(bytes)
+    }
+
+    /// The formatted date.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Appends the status line, `Date` and `Server`.
-pub fn start(buf: &mut Vec<u8>, status: Status) {
+pub fn start(buf: &mut Vec<u8>, status: Status, date: &HttpDate) {
     buf.extend_from_slice(b"HTTP/1.1 ");
     let _ = write!(buf, "{} {}", status.code(), status.reason());
     buf.extend_from_slice(b"\r\nDate: ");
-    with_date(|d| buf.extend_from_slice(d));
+    buf.extend_from_slice(date.as_bytes());
     buf.extend_from_slice(b"\r\nServer: ");
     buf.extend_from_slice(SERVER.as_bytes());
     buf.extend_from_slice(b"\r\n");
@@ -78,23 +98,21 @@ pub fn error_page(status: Status, message: &str) -> String {
     page
 }
 
-/// Calls `f` with the current time as an HTTP-date. Formatting happens at most once a
-/// second per thread.
-fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    thread_local! {
-        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+/// A complete error response (head and page) that closes the connection, for the
+/// engine's answers without a plan: 400 for an unparsable head, 408 from the idle
+/// watcher, 503 when shedding load (with `Retry-After`).
+pub fn error_response(status: Status, message: &str, date: &HttpDate) -> Vec<u8> {
+    let page = error_page(status, message);
+    let mut out = Vec::with_capacity(256 + page.len());
+    start(&mut out, status, date);
+    header(&mut out, "Content-Type", "text/html; charset=utf-8");
+    header_num(&mut out, "Content-Length", page.len() as u64);
+    if status == Status::ServiceUnavailable {
+        header_num(&mut out, "Retry-After", u64::from(crate::limits::RETRY_AFTER_SECS));
     }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            c.1.copy_from_slice(&text.as_bytes()[..29]);
-            c.0 = secs;
-        }
-        f(&c.1)
-    })
+    finish(&mut out, Connection::Close);
+    out.extend_from_slice(page.as_bytes());
+    out
 }
 
 #[cfg(test)]
@@ -104,12 +122,15 @@ mod tests {
     #[test]
     fn head_has_status_date_server_and_blank_line() {
         let mut buf = Vec::new();
-        start(&mut buf, Status::NotFound);
+        let date = HttpDate::new(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
+        start(&mut buf, Status::NotFound, &date);
         header_num(&mut buf, "Content-Length", 12);
         finish(&mut buf, Connection::Close);
         let text = String::from_utf8(buf).unwrap();
-        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\nDate: "), "{text}");
-        assert!(text.contains(" GMT\r\nServer: threadserve/"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 404 Not Found\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\nServer: threadserve/"),
+            "{text}"
+        );
         assert!(
             text.ends_with("Content-Length: 12\r\nConnection: close\r\n\r\n"),
             "{text}"
@@ -124,6 +145,12 @@ mod tests {
         buf.clear();
         finish(&mut buf, Connection::KeepAlive);
         assert_eq!(buf, b"\r\n");
+    }
+
+    #[test]
+    fn far_future_dates_clamp_to_year_9999() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(300_000_000_000);
+        assert_eq!(HttpDate::new(t).as_bytes(), b"Fri, 31 Dec 9999 23:59:59 GMT");
     }
 
     #[test]

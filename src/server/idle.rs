@@ -193,7 +193,7 @@ fn sweep(shared: &Shared, parked: &mut Parked, now: Instant) {
         if let Some(conn) = parked.remove(key) {
             if conn.head_deadline.is_some() && conn.pending.is_none() && conn.mid_head() {
                 let msg = "The request head did not arrive in time.";
-                let page = super::serve::error_response(Status::RequestTimeout, msg);
+                let page = super::error_response(Status::RequestTimeout, msg);
                 Conn::send_now(&conn.stream, &page);
             }
         }

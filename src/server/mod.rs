@@ -9,6 +9,7 @@
 //! ```
 
 mod conn;
+mod date;
 mod idle;
 mod output;
 mod represent;
@@ -18,6 +19,8 @@ mod worker;
 use crate::clock;
 use crate::config::Config;
 use crate::files::Root;
+use crate::http::status::Status;
+use crate::http::wire;
 use crate::log_writer;
 use crate::stats::{self, Gauges, Msg, Snapshot};
 use conn::{Conn, OpenGuard};
@@ -309,6 +312,12 @@ fn report_log_losses(s: &Snapshot, unwritten: u64) {
     }
 }
 
+/// A complete error response that closes the connection, dated now (see
+/// [`wire::error_response`]).
+pub(crate) fn error_response(status: Status, message: &str) -> Vec<u8> {
+    wire::error_response(status, message, &date::now())
+}
+
 fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<thread::JoinHandle<T>> {
     thread::Builder::new().name(name.to_string()).spawn(f)
 }
@@ -392,6 +401,6 @@ fn shed(shared: &Shared, stream: &TcpStream, message: &str) {
     shared.gauges.shed.fetch_add(1, Ordering::Relaxed);
     let mut sink = [0u8; 4096];
     let _ = Conn::recv_now(stream, &mut sink);
-    Conn::send_now(stream, &serve::unavailable(message));
+    Conn::send_now(stream, &error_response(Status::ServiceUnavailable, message));
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }

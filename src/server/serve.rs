@@ -173,7 +173,7 @@ impl Responder<'_> {
     /// Starts a head in `out`.
     pub(super) fn begin(&mut self, status: Status) {
         self.out.clear();
-        wire::start(self.out, status);
+        wire::start(self.out, status, &super::date::now());
     }
 
     /// Ends the head: configured extra headers, CORS, `Connection`, blank line.
@@ -374,25 +374,4 @@ impl Responder<'_> {
         self.cache.keep_listing(&url.rel, json, page.clone());
         Ok(page)
     }
-}
-
-/// A complete error response (head and page) that closes the connection, for threads
-/// that answer without a request (408 from the idle watcher).
-pub fn error_response(status: Status, message: &str) -> Vec<u8> {
-    let page = wire::error_page(status, message);
-    let mut out = Vec::with_capacity(256 + page.len());
-    wire::start(&mut out, status);
-    wire::header(&mut out, "Content-Type", "text/html; charset=utf-8");
-    wire::header_num(&mut out, "Content-Length", page.len() as u64);
-    if status == Status::ServiceUnavailable {
-        wire::header_num(&mut out, "Retry-After", u64::from(crate::limits::RETRY_AFTER_SECS));
-    }
-    wire::finish(&mut out, Connection::Close);
-    out.extend_from_slice(page.as_bytes());
-    out
-}
-
-/// The 503 sent when shedding load.
-pub fn unavailable(message: &str) -> Vec<u8> {
-    error_response(Status::ServiceUnavailable, message)
 }

@@ -157,7 +157,7 @@ impl Worker<'_> {
             }
             Ok(Parsed::Partial) => self.read_more(conn),
             Err(e) => {
-                let page = serve::error_response(e.status(), e.message());
+                let page = super::error_response(e.status(), e.message());
                 let _ = conn.stream.write_all(&page);
                 let head = Head {
                     method: "-",
@@ -225,7 +225,7 @@ impl Worker<'_> {
         let filled = conn.fill(wait, limits.max_head_bytes);
         if late && !matches!(filled, Ok(n) if n > 0) {
             if conn.mid_head() {
-                let page = serve::error_response(Status::RequestTimeout, "The request head did not arrive in time.");
+                let page = super::error_response(Status::RequestTimeout, "The request head did not arrive in time.");
                 let _ = conn.stream.write_all(&page);
             }
             return Next::Close;
@@ -264,7 +264,7 @@ impl Worker<'_> {
                 );
                 // The scratch buffers may hold a half-built response; start clean.
                 self.scratch = Scratch::new(self.shared);
-                let page = serve::error_response(Status::InternalServerError, "The server hit an internal error.");
+                let page = super::error_response(Status::InternalServerError, "The server hit an internal error.");
                 let _ = stream.write_all(&page);
                 let rec = self.make_record(peer, head, Status::InternalServerError, page.len() as u64, started);
                 self.log.push(self.shared, rec);
