@@ -90,16 +90,10 @@ pub enum Body {
     File(Rc<File>),
 }
 
-/// What a path names now.
-#[derive(Debug, Clone)]
-pub enum Found {
-    /// A regular file and its bytes: the handle whose metadata is `meta`.
-    File(Meta, Body),
-    /// A directory, with the descriptor it was checked through.
-    Dir(Meta, Rc<OwnedFd>),
-    /// A FIFO, socket or device: never opened, never served.
-    Other,
-}
+/// What a path names now: a regular file and its bytes (the handle whose metadata
+/// is given), a directory with the descriptor it was checked through, or a FIFO,
+/// socket or device (never opened, never served).
+pub type Found = crate::http::plan::Found<Body, Rc<OwnedFd>>;
 
 #[derive(Debug)]
 struct Entry {

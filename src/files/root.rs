@@ -240,26 +240,13 @@ fn walk(start: BorrowedFd<'_>, path: &str, flags: OFlags, root_real: Option<&Pat
             Ok(fd) if last => return Ok(fd),
             Ok(fd) => stack.push(fd),
             Err(e @ (Errno::LOOP | Errno::NOTDIR)) => {
-                let Ok(target) = rustix::fs::readlinkat(dir, comp.as_str(), Vec::new()) else {
-                    return Err(e.into());
-                };
                 hops += 1;
-                let target = target.to_string_lossy().into_owned();
-                if hops > MAX_SYMLINK_HOPS {
-                    return Err(Errno::LOOP.into());
+                let target = symlink_target(dir, &comp, e, hops, root_real)?;
+                if target.starts_with('/') {
+                    // An absolute target inside the root: walked from the root again.
+                    stack.clear();
                 }
-                let target = match (target.strip_prefix('/'), root_real) {
-                    (None, _) => target,
-                    (Some(_), Some(real)) => match Path::new(&target).strip_prefix(real) {
-                        Ok(inside) => {
-                            stack.clear();
-                            inside.to_string_lossy().into_owned()
-                        }
-                        Err(_) => return Err(Errno::XDEV.into()),
-                    },
-                    (Some(_), None) => return Err(Errno::XDEV.into()),
-                };
-                for part in target.rsplit('/') {
+                for part in target.trim_start_matches('/').rsplit('/') {
                     todo.push_front(part.to_string());
                 }
             }
@@ -267,6 +254,34 @@ fn walk(start: BorrowedFd<'_>, path: &str, flags: OFlags, root_real: Option<&Pat
         }
     }
     Err(Errno::NOENT.into())
+}
+
+/// What the symlink `comp` in `dir` points to, as a path for the walk to continue
+/// with: relative, or (when `root_real` allows it) absolute from the root, marked by a
+/// leading `/`. `e` is returned when `comp` is not a symlink after all; `EXDEV` when
+/// the target leaves the root; `ELOOP` after too many `hops`.
+fn symlink_target(
+    dir: BorrowedFd<'_>,
+    comp: &str,
+    e: Errno,
+    hops: usize,
+    root_real: Option<&Path>,
+) -> io::Result<String> {
+    let Ok(target) = rustix::fs::readlinkat(dir, comp, Vec::new()) else {
+        return Err(e.into());
+    };
+    if hops > MAX_SYMLINK_HOPS {
+        return Err(Errno::LOOP.into());
+    }
+    let target = target.to_string_lossy().into_owned();
+    match (target.strip_prefix('/'), root_real) {
+        (None, _) => Ok(target),
+        (Some(_), Some(real)) => match Path::new(&target).strip_prefix(real) {
+            Ok(inside) => Ok(format!("/{}", inside.to_string_lossy())),
+            Err(_) => Err(Errno::XDEV.into()),
+        },
+        (Some(_), None) => Err(Errno::XDEV.into()),
+    }
 }
 
 fn is_symlink(fd: &OwnedFd) -> bool {

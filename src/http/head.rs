@@ -30,7 +30,7 @@ pub enum Body {
 }
 
 /// The parts of a request head that threadserve acts on, borrowed from the read buffer.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Head<'b> {
     /// Method token as sent (case-sensitive, RFC 9110 §9.1).
     pub method: &'b str,
@@ -38,7 +38,7 @@ pub struct Head<'b> {
     pub target: &'b str,
     /// Minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
-    /// `Host`.
+    /// `Host`, validated by [`parse`] (one on HTTP/1.1, a valid authority).
     pub host: Option<&'b str>,
     /// `Connection: close` was sent.
     pub conn_close: bool,
@@ -66,8 +66,6 @@ pub struct Head<'b> {
     pub referer: Option<&'b str>,
     /// `User-Agent`, for the access log.
     pub user_agent: Option<&'b str>,
-    /// `Origin`, for CORS.
-    pub origin: Option<&'b str>,
 }
 
 impl Head<'_> {
@@ -316,7 +314,6 @@ fn match_slot<'h, 'b>(head: &'h mut Head<'b>, name: &str) -> Option<&'h mut Opti
     let slot = match name.len() {
         5 if name.eq_ignore_ascii_case("range") => &mut head.range,
         6 if name.eq_ignore_ascii_case("accept") => &mut head.accept,
-        6 if name.eq_ignore_ascii_case("origin") => &mut head.origin,
         7 if name.eq_ignore_ascii_case("referer") => &mut head.referer,
         8 if name.eq_ignore_ascii_case("if-match") => &mut head.if_match,
         8 if name.eq_ignore_ascii_case("if-range") => &mut head.if_range,

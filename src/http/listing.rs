@@ -68,6 +68,45 @@ pub fn render_html(display_path: &str, entries: &[Entry], omitted: usize) -> Str
     out
 }
 
+/// A listing's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// An HTML page.
+    Html,
+    /// A JSON array (see [`render_json`]).
+    Json,
+}
+
+impl Format {
+    /// The `Content-Type` of a listing in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Html => "text/html; charset=utf-8",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// The format a directory request asks for (see [`wants_json`]).
+pub fn format(accept: Option<&str>, query: Option<&str>) -> Format {
+    if wants_json(accept, query) {
+        Format::Json
+    } else {
+        Format::Html
+    }
+}
+
+/// Sorts `entries` and renders the listing of the directory `rel` (relative to the
+/// root) in `format`; `omitted` entries past the cap are mentioned in HTML.
+pub fn render(format: Format, rel: &str, entries: &mut [Entry], omitted: usize) -> String {
+    sort(entries);
+    match format {
+        Format::Json => render_json(entries),
+        Format::Html if rel.is_empty() => render_html("/", entries, omitted),
+        Format::Html => render_html(&format!("/{rel}/"), entries, omitted),
+    }
+}
+
 /// Whether a directory request asks for JSON: `?format=json`, or an `Accept` header
 /// that names `application/json` (with a non-zero q) and does not prefer HTML.
 pub fn wants_json(accept: Option<&str>, query: Option<&str>) -> bool {

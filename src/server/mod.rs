@@ -10,10 +10,10 @@
 
 mod conn;
 mod date;
+mod execute;
 mod idle;
 mod output;
-mod represent;
-mod serve;
+mod site;
 mod worker;
 
 use crate::clock;

@@ -2,8 +2,8 @@
 //! ready on it, and hands it to the idle watcher when the client goes quiet.
 
 use super::conn::{Conn, Pending, Wait};
+use super::execute::Executor;
 use super::output::{self, Flush, Segment};
-use super::serve::{self, Scratch};
 use super::Shared;
 use crate::clock;
 use crate::config::LogFormat;
@@ -27,7 +27,7 @@ pub fn run(shared: &Shared, jobs: &Receiver<Conn>) {
     let mut w = Worker {
         shared,
         jobs,
-        scratch: Scratch::new(shared),
+        executor: Executor::new(shared),
         log: LogBatch::default(),
     };
     while let Some(conn) = w.next_job() {
@@ -46,7 +46,7 @@ pub fn run(shared: &Shared, jobs: &Receiver<Conn>) {
 struct Worker<'a> {
     shared: &'a Shared,
     jobs: &'a Receiver<Conn>,
-    scratch: Scratch,
+    executor: Executor,
     log: LogBatch,
 }
 
@@ -96,7 +96,7 @@ impl Worker<'_> {
             Err(TryRecvError::Empty) => self.log.flush(self.shared),
         }
         loop {
-            self.scratch.purge_cache();
+            self.executor.purge_cache();
             match self.jobs.recv_timeout(CACHE_IDLE) {
                 Ok(conn) => return Some(conn),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -249,8 +249,8 @@ impl Worker<'_> {
     /// the connection and it is parked.
     fn answer(&mut self, stream: &mut TcpStream, pending: &mut Option<Pending>, peer: SocketAddr, head: &Head) -> Next {
         let started = Instant::now();
-        let (shared, scratch) = (self.shared, &mut self.scratch);
-        let planned = match catch_unwind(AssertUnwindSafe(|| serve::respond(shared, head, scratch))) {
+        let (shared, executor) = (self.shared, &mut self.executor);
+        let planned = match catch_unwind(AssertUnwindSafe(|| executor.answer(shared, head))) {
             Ok(Ok(o)) => o,
             Ok(Err(e)) => {
                 log::debug!("{peer}: {} {}: {e}", head.method, head.target);
@@ -262,8 +262,8 @@ impl Worker<'_> {
                     head.method,
                     head.target
                 );
-                // The scratch buffers may hold a half-built response; start clean.
-                self.scratch = Scratch::new(self.shared);
+                // The executor's buffers may hold a half-built response; start clean.
+                self.executor = Executor::new(self.shared);
                 let page = super::error_response(Status::InternalServerError, "The server hit an internal error.");
                 let _ = stream.write_all(&page);
                 let rec = self.make_record(peer, head, Status::InternalServerError, page.len() as u64, started);
@@ -271,7 +271,7 @@ impl Worker<'_> {
                 return Next::Close;
             }
         };
-        let total: u64 = (self.scratch.segs.iter())
+        let total: u64 = (self.executor.segs.iter())
             .map(|seg| match seg {
                 Segment::Bytes(b, pos) => (b.len() - pos) as u64,
                 Segment::File { len, .. } => *len,
@@ -279,7 +279,7 @@ impl Worker<'_> {
             .sum();
         let head_len = total.saturating_sub(planned.bytes);
         let mut sent = 0;
-        let result = output::flush(stream, &mut self.scratch.segs, &mut sent);
+        let result = output::flush(stream, &mut self.executor.segs, &mut sent);
         let mut rec = self.make_record(peer, head, planned.status, planned.bytes, started);
         match result {
             Ok(Flush::Done) => {
@@ -290,7 +290,7 @@ impl Worker<'_> {
                     Next::Continue
                 }
             }
-            Ok(Flush::Blocked) => match output::into_owned(&mut self.scratch.segs) {
+            Ok(Flush::Blocked) => match output::into_owned(&mut self.executor.segs) {
                 Ok(segs) => {
                     let deadline = clock::deadline(Instant::now(), self.shared.config.limits.write_timeout);
                     *pending = Some(Pending {

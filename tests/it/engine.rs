@@ -210,6 +210,8 @@ fn connection_limit_answers_503_fast() {
 }
 
 #[test]
+// The panic hook exists in debug builds only (see server::execute::test_hook).
+#[cfg_attr(not(debug_assertions), ignore)]
 fn a_panic_in_a_request_is_a_500_and_the_worker_keeps_serving() {
     let server = TestServer::start(|c| {
         c.threads = 1;

@@ -1,0 +1,677 @@
+//! The one planner: from a parsed request, a [`Site`] (what the root holds) and the
+//! [`Policy`] (the configuration's HTTP settings) to a [`Plan`] that says everything
+//! the executor does: the status, every header, which bytes follow (none, a generated
+//! page, a range of a file, multipart ranges) and whether the connection closes. No
+//! I/O happens here: the site is a trait, implemented by the file layer in production
+//! and by a map in the tests.
+//!
+//! Decisions, in order (each step answers or passes on):
+//! 1. A CORS preflight (`OPTIONS` with `--cors` and no body) is a 204.
+//! 2. Method and framing ([`check_request`]): 405, 501, 411 or 413.
+//! 3. A target that is not origin-form is a 400 and closes; a path that does not
+//!    decode (`resolve::decode`) is a 400.
+//! 4. The stats path answers the counters (503 if they are not available).
+//! 5. A hidden path (a dotfile) without `--dotfiles` is not found.
+//! 6. What the path names: a file (`/file/` is not found), a directory (step 7),
+//!    anything else 403; a miss is not found (step 8); see [`missing`] for the rest.
+//! 7. A directory without its trailing slash is a 301 to the slash form (query kept);
+//!    with it, its `index.html`, looked up inside the directory that was checked.
+//!    Only an `index.html` that does not exist leads to a listing (or, with
+//!    `--no-listing`, to not found); one that exists and cannot be served is 403.
+//! 8. Not found: the `--fallback` file (served as a file, 200), the `--404` page (its
+//!    bytes with status 404, no validators), or the default page.
+//! 9. A file's representation ([`file`]): the precompressed variant, 406, the
+//!    validators, preconditions (RFC 9110 §13.2.2) and ranges (§14).
+//!
+//! Every response then carries the CORS origin (`--cors`) and the `-H` headers, and
+//! one `Connection` decision ([`Plan::connection`]): close when the client asked to,
+//! when the server is shutting down, or when the request announced a body that was
+//! not read.
+
+pub mod file;
+#[cfg(test)]
+mod tests;
+
+use crate::http::conditional::{self, Conditionals, Outcome, Validators};
+use crate::http::head::{self, Body as Framing, Head};
+use crate::http::listing::{self, Format};
+use crate::http::meta::{Meta, Missing};
+use crate::http::resolve::{self, UrlPath};
+use crate::http::status::Status;
+use crate::http::wire::{self, Connection};
+use std::time::SystemTime;
+
+pub use file::plan_representation;
+
+/// What a path names, as the site found it.
+#[derive(Debug, Clone)]
+pub enum Found<B, D> {
+    /// A regular file and a handle to the bytes its metadata describes.
+    File(Meta, B),
+    /// A directory, with the handle it was checked through.
+    Dir(Meta, D),
+    /// A FIFO, socket or device: never served.
+    Other,
+}
+
+/// A generated page the site keeps (a rendered listing): its bytes, length and a
+/// strong validator computed from them.
+#[derive(Debug, Clone)]
+pub struct Page<B> {
+    /// The bytes.
+    pub body: B,
+    /// Their length.
+    pub len: u64,
+    /// A strong ETag that changes whenever the bytes do.
+    pub etag: String,
+}
+
+/// What the planner may ask of the site. Each call says what is there now: a site
+/// may cache, but never answer from a cache that a completed change has outdated.
+pub trait Site {
+    /// A handle to bytes the executor sends (a file, or bytes in memory).
+    type Body: Clone;
+    /// A directory as it was checked (its descriptor, in production).
+    type Dir;
+    /// What `rel` (relative to the root, no dot-segments) names.
+    fn lookup(&mut self, rel: &str) -> Result<Found<Self::Body, Self::Dir>, Missing>;
+    /// What `name` inside `dir` (just found as `dir_rel`) names, looked up through
+    /// `dir` itself, so it is the directory that was checked.
+    fn lookup_in(
+        &mut self,
+        dir: &Self::Dir,
+        dir_rel: &str,
+        name: &str,
+    ) -> Result<Found<Self::Body, Self::Dir>, Missing>;
+    /// The listing of `dir` (found as `rel`), rendered with [`listing::render`].
+    fn listing(&mut self, dir: &Self::Dir, rel: &str, format: Format) -> Result<Page<Self::Body>, Missing>;
+    /// The server's counters as JSON, if available.
+    fn counters(&mut self) -> Option<Vec<u8>>;
+}
+
+/// The configuration's HTTP settings (built from `Config` by the server).
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'c> {
+    /// Serve dotfiles.
+    pub dotfiles: bool,
+    /// List directories without `index.html`.
+    pub listing: bool,
+    /// Serve precompressed variants (`FILE.br`, `FILE.zst`, `FILE.gz`).
+    pub precompressed: bool,
+    /// CORS headers and preflight answers.
+    pub cors: bool,
+    /// `Cache-Control` for files that match no immutable pattern.
+    pub cache_control: Option<&'c str>,
+    /// Globs (over the path relative to the root) of immutable files.
+    pub immutable: &'c [glob::Pattern],
+    /// Extra headers on every response (`-H`).
+    pub headers: &'c [(String, String)],
+    /// Relative path of the single-page-app fallback.
+    pub fallback: Option<&'c str>,
+    /// Relative path of the custom 404 page.
+    pub not_found_page: Option<&'c str>,
+    /// The stats path (see [`is_stats_path`]).
+    pub stats_path: Option<&'c str>,
+}
+
+impl Default for Policy<'_> {
+    /// The defaults of the command line: listings and precompressed variants on.
+    fn default() -> Self {
+        Policy {
+            dotfiles: false,
+            listing: true,
+            precompressed: true,
+            cors: false,
+            cache_control: None,
+            immutable: &[],
+            headers: &[],
+            fallback: None,
+            not_found_page: None,
+            stats_path: None,
+        }
+    }
+}
+
+/// A header value in a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value<'p> {
+    /// Text that outlives the plan (a constant, or a configured value).
+    Str(&'p str),
+    /// Text built for this response.
+    Text(String),
+    /// A number.
+    Num(u64),
+    /// An HTTP date.
+    Date(SystemTime),
+}
+
+/// Which bytes follow the head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload<B> {
+    /// None (HEAD, 204, 304).
+    Empty,
+    /// A page built for this response (error pages, redirects, counters).
+    Bytes(Vec<u8>),
+    /// `len` bytes of `body` from `start` (a whole file, or one range).
+    Slice {
+        /// The bytes' handle.
+        body: B,
+        /// First byte.
+        start: u64,
+        /// How many.
+        len: u64,
+    },
+    /// `multipart/byteranges`: each part's head, then its range of `body`; then `tail`.
+    Multipart {
+        /// The bytes' handle.
+        body: B,
+        /// The parts, in order.
+        parts: Vec<Part>,
+        /// The closing boundary.
+        tail: String,
+    },
+}
+
+/// One part of a multipart response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// The part's boundary line and headers.
+    pub head: String,
+    /// First byte of its range.
+    pub start: u64,
+    /// Length of its range.
+    pub len: u64,
+}
+
+/// Everything the executor needs to answer one request.
+#[derive(Debug, Clone)]
+pub struct Plan<'p, B> {
+    /// The status.
+    pub status: Status,
+    /// Headers after `Date` and `Server`, in order (`Connection` is not among them).
+    pub headers: Vec<(&'p str, Value<'p>)>,
+    /// The bytes after the head.
+    pub body: Payload<B>,
+    /// The `Connection` header, and whether the server closes after this response.
+    pub connection: Connection,
+}
+
+impl<B> Plan<'_, B> {
+    /// The connection closes after this response.
+    pub fn close(&self) -> bool {
+        self.connection == Connection::Close
+    }
+
+    /// Bytes after the head (what the access log counts).
+    pub fn body_len(&self) -> u64 {
+        match &self.body {
+            Payload::Empty => 0,
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::Slice { len, .. } => *len,
+            Payload::Multipart { parts, tail, .. } => {
+                let parts: u64 = parts.iter().map(|p| p.head.len() as u64 + p.len).sum();
+                parts + tail.len() as u64
+            }
+        }
+    }
+
+    /// The first value of header `name` (case-insensitive), as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let (_, v) = self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        Some(match v {
+            Value::Str(s) => s.to_string(),
+            Value::Text(s) => s.clone(),
+            Value::Num(n) => n.to_string(),
+            Value::Date(t) => httpdate::fmt_http_date(*t),
+        })
+    }
+
+    /// Serialises the head: status line, `Date` (`date`), `Server`, the headers,
+    /// `Connection` and the blank line.
+    pub fn write_head(&self, out: &mut Vec<u8>, date: &wire::HttpDate) {
+        wire::start(out, self.status, date);
+        for (name, value) in &self.headers {
+            match value {
+                Value::Str(s) => wire::header(out, name, s),
+                Value::Text(s) => wire::header(out, name, s),
+                Value::Num(n) => wire::header_num(out, name, *n),
+                Value::Date(t) => wire::header_date(out, name, *t),
+            }
+        }
+        wire::finish(out, self.connection);
+    }
+}
+
+/// Plans the answer to `head`. `closing` is true while the server shuts down (every
+/// response then closes its connection).
+pub fn plan<'p, S: Site>(head: &Head, site: &mut S, policy: &Policy<'p>, closing: bool) -> Plan<'p, S::Body> {
+    let mut p = Planner {
+        head,
+        site,
+        policy: *policy,
+        close: !head.wants_keep_alive() || closing,
+    };
+    p.request()
+}
+
+/// One request being planned.
+struct Planner<'a, 'p, S: Site> {
+    head: &'a Head<'a>,
+    site: &'a mut S,
+    policy: Policy<'p>,
+    /// The connection closes after the response (see [`Plan::connection`]).
+    close: bool,
+}
+
+type Headers<'p> = Vec<(&'p str, Value<'p>)>;
+
+impl<'p, S: Site> Planner<'_, 'p, S> {
+    /// Steps 1–6 of the module doc.
+    fn request(&mut self) -> Plan<'p, S::Body> {
+        let head = self.head;
+        if head.method == "OPTIONS" && self.policy.cors && head.body() == Framing::None {
+            return self.preflight();
+        }
+        if let Err(refusal) = check_request(head) {
+            return self.refuse(refusal);
+        }
+        let target = match head::split_target(head.target) {
+            Ok(t) => t,
+            Err(e) => return self.refuse(Refusal::close(e.status(), e.message())),
+        };
+        let url = match resolve::decode(target.path) {
+            Ok(u) => u,
+            Err(e) => return self.refuse(Refusal::keep(Status::BadRequest, e.message())),
+        };
+        if self.policy.stats_path.is_some_and(|s| is_stats_path(&url, s)) {
+            return self.counters();
+        }
+        if url.hidden && !self.policy.dotfiles {
+            return self.not_found();
+        }
+        match self.site.lookup(&url.rel) {
+            Ok(Found::File(..)) if url.trailing_slash => self.not_found(),
+            Ok(Found::File(meta, body)) => self.representation(&url.rel, meta, body),
+            Ok(Found::Dir(_, dir)) => self.directory(&url, target.query, &dir),
+            Ok(Found::Other) => self.refuse(FORBIDDEN),
+            Err(m) => self.missing(m),
+        }
+    }
+
+    /// Step 7: a directory.
+    fn directory(&mut self, url: &UrlPath, query: Option<&str>, dir: &S::Dir) -> Plan<'p, S::Body> {
+        if !url.trailing_slash {
+            return self.redirect(slash_location(&url.rel, query));
+        }
+        match self.site.lookup_in(dir, &url.rel, "index.html") {
+            Ok(Found::File(meta, body)) => self.representation(&resolve::join(&url.rel, "index.html"), meta, body),
+            Ok(_) => self.refuse(FORBIDDEN),
+            Err(Missing::NotFound) if self.policy.listing => {
+                let format = listing::format(self.head.accept, query);
+                self.listing(dir, &url.rel, format)
+            }
+            Err(Missing::NotFound) => self.not_found(),
+            Err(m) => self.refuse(refusal_for(m)),
+        }
+    }
+
+    /// A listing, with its ETag from its bytes: `If-None-Match` and `If-Match` apply
+    /// (RFC 9110 §13.1.1, §13.1.2; see [`listing_outcome`]).
+    fn listing(&mut self, dir: &S::Dir, rel: &str, format: Format) -> Plan<'p, S::Body> {
+        let page = match self.site.listing(dir, rel, format) {
+            Ok(page) => page,
+            Err(m) => return self.refuse(refusal_for(m)),
+        };
+        let status = match listing_outcome(&FileRequest::from_head(self.head), &page.etag) {
+            Outcome::Proceed => Status::Ok,
+            Outcome::NotModified => Status::NotModified,
+            Outcome::PreconditionFailed => return self.refuse(PRECONDITION_FAILED),
+        };
+        let mut headers = Headers::with_capacity(8);
+        if status == Status::Ok {
+            headers.push(("Content-Type", Value::Str(format.content_type())));
+            headers.push(("Content-Length", Value::Num(page.len)));
+        }
+        headers.push(("ETag", Value::Text(page.etag)));
+        headers.push(("Vary", Value::Str("Accept")));
+        let body = if status == Status::Ok && !self.head_only() {
+            Payload::Slice {
+                body: page.body,
+                start: 0,
+                len: page.len,
+            }
+        } else {
+            Payload::Empty
+        };
+        self.finish(status, headers, body)
+    }
+
+    /// A miss (step 6): not found, or the status of why the site could not look.
+    fn missing(&mut self, m: Missing) -> Plan<'p, S::Body> {
+        match m {
+            Missing::NotFound | Missing::Hidden => self.not_found(),
+            m => self.refuse(refusal_for(m)),
+        }
+    }
+
+    /// Step 8: the fallback file, the custom 404 page, or the default page.
+    fn not_found(&mut self) -> Plan<'p, S::Body> {
+        if let Some(rel) = self.policy.fallback {
+            if let Ok(Found::File(meta, body)) = self.site.lookup(rel) {
+                return self.representation(rel, meta, body);
+            }
+        }
+        if let Some(rel) = self.policy.not_found_page {
+            if let Ok(Found::File(meta, body)) = self.site.lookup(rel) {
+                return self.page(Status::NotFound, rel, meta, body);
+            }
+        }
+        self.refuse(NOT_FOUND)
+    }
+
+    /// A file sent whole with a fixed status (the custom 404 page): no validators.
+    fn page(&mut self, status: Status, rel: &str, meta: Meta, body: S::Body) -> Plan<'p, S::Body> {
+        let headers = vec![
+            ("Content-Type", content_type_value(rel)),
+            ("Content-Length", Value::Num(meta.len)),
+        ];
+        let body = if self.head_only() {
+            Payload::Empty
+        } else {
+            Payload::Slice {
+                body,
+                start: 0,
+                len: meta.len,
+            }
+        };
+        self.finish(status, headers, body)
+    }
+
+    fn counters(&mut self) -> Plan<'p, S::Body> {
+        match self.site.counters() {
+            Some(json) => self.small(
+                Status::Ok,
+                "application/json",
+                json,
+                vec![("Cache-Control", Value::Str("no-store"))],
+            ),
+            None => self.refuse(Refusal::keep(Status::ServiceUnavailable, "Counters are not available.")),
+        }
+    }
+
+    /// 204 answer to a CORS preflight.
+    fn preflight(&mut self) -> Plan<'p, S::Body> {
+        let headers = vec![
+            ("Allow", Value::Str("GET, HEAD, OPTIONS")),
+            ("Access-Control-Allow-Methods", Value::Str("GET, HEAD, OPTIONS")),
+            ("Access-Control-Allow-Headers", Value::Str(PREFLIGHT_HEADERS)),
+            ("Access-Control-Max-Age", Value::Str("86400")),
+        ];
+        self.finish(Status::NoContent, headers, Payload::Empty)
+    }
+
+    fn redirect(&mut self, location: String) -> Plan<'p, S::Body> {
+        let page = wire::error_page(Status::MovedPermanently, "This directory's address ends with a slash.");
+        let headers = vec![("Location", Value::Text(location))];
+        self.small(Status::MovedPermanently, HTML, page.into_bytes(), headers)
+    }
+
+    /// An error page; closes the connection if the refusal says so.
+    fn refuse(&mut self, r: Refusal) -> Plan<'p, S::Body> {
+        self.refuse_with(r, Vec::new())
+    }
+
+    fn refuse_with(&mut self, r: Refusal, extra: Headers<'p>) -> Plan<'p, S::Body> {
+        self.close |= r.close;
+        let mut headers = Headers::with_capacity(4 + extra.len());
+        if r.status == Status::MethodNotAllowed {
+            let allow = if self.policy.cors {
+                "GET, HEAD, OPTIONS"
+            } else {
+                "GET, HEAD"
+            };
+            headers.push(("Allow", Value::Str(allow)));
+        }
+        headers.extend(extra);
+        let page = wire::error_page(r.status, r.message);
+        self.small(r.status, HTML, page.into_bytes(), headers)
+    }
+
+    /// A response whose body is built here; HEAD and bodiless statuses send none.
+    fn small(&mut self, status: Status, content_type: &'p str, body: Vec<u8>, extra: Headers<'p>) -> Plan<'p, S::Body> {
+        let mut headers = Headers::with_capacity(2 + extra.len());
+        headers.push(("Content-Type", Value::Str(content_type)));
+        headers.push(("Content-Length", Value::Num(body.len() as u64)));
+        headers.extend(extra);
+        let body = if self.head_only() || !status.has_body() {
+            Payload::Empty
+        } else {
+            Payload::Bytes(body)
+        };
+        self.finish(status, headers, body)
+    }
+
+    /// Adds what every response carries (CORS origin, `-H` headers) and decides the
+    /// `Connection` header.
+    fn finish(&self, status: Status, mut headers: Headers<'p>, body: Payload<S::Body>) -> Plan<'p, S::Body> {
+        if self.policy.cors {
+            headers.push(("Access-Control-Allow-Origin", Value::Str("*")));
+        }
+        for (name, value) in self.policy.headers {
+            headers.push((name, Value::Str(value)));
+        }
+        let connection = match (self.close, self.head.version == 0) {
+            (true, _) => Connection::Close,
+            (false, true) => Connection::KeepAlive10,
+            (false, false) => Connection::KeepAlive,
+        };
+        Plan {
+            status,
+            headers,
+            body,
+            connection,
+        }
+    }
+
+    fn head_only(&self) -> bool {
+        self.head.method == "HEAD"
+    }
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+
+/// The request headers a CORS preflight allows.
+const PREFLIGHT_HEADERS: &str =
+    "Range, If-Range, If-None-Match, If-Modified-Since, If-Match, If-Unmodified-Since, Accept, Accept-Encoding";
+
+/// The `Location` of a directory's slash form: its encoded path, a slash, the query.
+fn slash_location(rel: &str, query: Option<&str>) -> String {
+    let mut location = resolve::encode(rel);
+    if !rel.is_empty() {
+        location.push('/');
+    }
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    location
+}
+
+/// The one mapping from "the site could not look" to a status.
+pub fn refusal_for(m: Missing) -> Refusal {
+    match m {
+        Missing::NotFound => NOT_FOUND,
+        Missing::Hidden | Missing::Forbidden => FORBIDDEN,
+        Missing::Exhausted => EXHAUSTED,
+    }
+}
+
+/// A refused request: status, message for the error page, and whether the connection
+/// must close (any request whose body was not read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// Status to send.
+    pub status: Status,
+    /// One sentence for the error page.
+    pub message: &'static str,
+    /// Close the connection after the response.
+    pub close: bool,
+}
+
+impl Refusal {
+    /// A refusal that keeps the connection open.
+    pub const fn keep(status: Status, message: &'static str) -> Refusal {
+        Refusal {
+            status,
+            message,
+            close: false,
+        }
+    }
+
+    /// A refusal that closes the connection.
+    pub const fn close(status: Status, message: &'static str) -> Refusal {
+        Refusal {
+            status,
+            message,
+            close: true,
+        }
+    }
+}
+
+/// 404 for anything that does not exist or is hidden by policy.
+pub const NOT_FOUND: Refusal = Refusal::keep(Status::NotFound, "The requested resource was not found.");
+/// 403 for files the OS will not let us read, and for non-regular files.
+pub const FORBIDDEN: Refusal = Refusal::keep(Status::Forbidden, "The requested resource cannot be read.");
+
+/// 412 when If-Match or If-Unmodified-Since fails.
+pub const PRECONDITION_FAILED: Refusal = Refusal::keep(Status::PreconditionFailed, "A precondition failed.");
+/// 503 when the server is out of descriptors or memory (closes: shed load).
+pub const EXHAUSTED: Refusal = Refusal::close(Status::ServiceUnavailable, "The server is out of file descriptors.");
+
+/// The methods RFC 9110 §9 and RFC 5789 define that threadserve knows but does not
+/// allow (405 with `Allow`); any other method but GET and HEAD is not recognised (501).
+/// Method names are case-sensitive (§9.1), so `get` is not recognised.
+pub const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// Checks method and body framing before anything else.
+///
+/// threadserve reads no request bodies, so a request announcing one is answered and the
+/// connection closed: the unread body can never be parsed as a following request.
+/// Order: a method other than GET/HEAD is a 405 if it is a standard method
+/// ([`KNOWN_METHODS`]) and a 501 otherwise (RFC 9110 §9.1, §15.6.2), whatever its body
+/// (the more useful message); `Transfer-Encoding` on GET/HEAD is 411 (we only accept
+/// length-delimited requests, and only of length 0); a non-zero `Content-Length` on
+/// GET/HEAD is 413.
+pub fn check_request(head: &Head) -> Result<(), Refusal> {
+    let has_body = head.body() != Framing::None;
+    if !head.is_get_or_head() {
+        let (status, message) = if KNOWN_METHODS.contains(&head.method) {
+            (Status::MethodNotAllowed, "Only GET and HEAD are allowed.")
+        } else {
+            (
+                Status::NotImplemented,
+                "This server does not recognise the request method.",
+            )
+        };
+        return Err(Refusal {
+            status,
+            message,
+            close: has_body,
+        });
+    }
+    match head.body() {
+        Framing::None => Ok(()),
+        Framing::Encoded => Err(Refusal::close(
+            Status::LengthRequired,
+            "Request bodies are not accepted.",
+        )),
+        Framing::Length(_) => Err(Refusal::close(
+            Status::ContentTooLarge,
+            "Request bodies are not accepted.",
+        )),
+    }
+}
+
+/// Whether the decoded request path `url` is the stats path (`--stats-path`, stored by
+/// `config` as `/` + decoded segments, with a trailing `/` if it has one). Matching the
+/// decoded path, not the raw target, keeps other spellings (`/status%2Ejson`,
+/// `/x/../status.json`) from reaching a file the stats path shadows.
+pub fn is_stats_path(url: &UrlPath, stats: &str) -> bool {
+    let Some(rest) = stats.strip_prefix('/') else {
+        return false;
+    };
+    let (rest, slash) = match rest.strip_suffix('/') {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    rest == url.rel && (slash == url.trailing_slash || rest.is_empty())
+}
+
+/// The request fields that shape a file response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileRequest<'a> {
+    /// `GET` (ranges apply) rather than `HEAD`.
+    pub is_get: bool,
+    /// If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since.
+    pub conditionals: Conditionals<'a>,
+    /// `Range`.
+    pub range: Option<&'a str>,
+    /// `If-Range`.
+    pub if_range: Option<&'a str>,
+}
+
+impl<'a> FileRequest<'a> {
+    /// Takes the fields from a parsed head.
+    pub fn from_head(head: &Head<'a>) -> FileRequest<'a> {
+        FileRequest {
+            is_get: head.method == "GET",
+            conditionals: Conditionals {
+                if_match: head.if_match,
+                if_none_match: head.if_none_match,
+                if_modified_since: head.if_modified_since,
+                if_unmodified_since: head.if_unmodified_since,
+            },
+            range: head.range,
+            if_range: head.if_range,
+        }
+    }
+}
+
+/// Preconditions on a directory listing (RFC 9110 §13.1.1, §13.1.2, in §13.2.2's
+/// order). A listing has a strong ETag computed from its bytes and no
+/// `Last-Modified` (the sizes and times it shows change without the directory's
+/// mtime), so only `If-Match` and `If-None-Match` apply; the date conditions are
+/// ignored, as for any representation without a modification date.
+pub fn listing_outcome(req: &FileRequest, etag: &str) -> Outcome {
+    let conditionals = Conditionals {
+        if_modified_since: None,
+        if_unmodified_since: None,
+        ..req.conditionals
+    };
+    let v = Validators {
+        etag: etag.to_string(),
+        last_modified: std::time::UNIX_EPOCH,
+    };
+    conditional::evaluate(true, &conditionals, &v)
+}
+
+/// The `Content-Type` of a file and whether it is text (gets `; charset=utf-8`).
+pub fn content_type(rel: &str) -> (&'static str, bool) {
+    let mime = mime_guess::from_path(rel)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let text = mime.starts_with("text/")
+        || matches!(
+            mime,
+            "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
+        );
+    (mime, text)
+}
+
+/// `Content-Type` for a path, with `charset=utf-8` on text types.
+pub fn content_type_value(rel: &str) -> Value<'static> {
+    match content_type(rel) {
+        (mime, true) => Value::Text(format!("{mime}; charset=utf-8")),
+        (mime, false) => Value::Str(mime),
+    }
+}

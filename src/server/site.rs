@@ -1,0 +1,56 @@
+//! The site the planner sees in production: a worker's [`FileCache`] over the root,
+//! plus the server's own counters.
+
+use super::Shared;
+use crate::files::{dir, Body, FileCache, Found, Listing};
+use crate::http::listing::{self, Format};
+use crate::http::meta::Missing;
+use crate::http::plan::{Page, Site};
+use rustix::fd::OwnedFd;
+use std::rc::Rc;
+
+/// A worker's view of the root for one request.
+pub struct FileSite<'a> {
+    pub cache: &'a mut FileCache,
+    pub shared: &'a Shared,
+}
+
+impl Site for FileSite<'_> {
+    type Body = Body;
+    type Dir = Rc<OwnedFd>;
+
+    fn lookup(&mut self, rel: &str) -> Result<Found, Missing> {
+        self.cache.lookup(rel)
+    }
+
+    fn lookup_in(&mut self, dir: &Rc<OwnedFd>, dir_rel: &str, name: &str) -> Result<Found, Missing> {
+        self.cache.lookup_in(dir, dir_rel, name)
+    }
+
+    /// The listing rendered once and kept while the directory is unchanged (see
+    /// `files::dir`), or rendered now from the descriptor that was checked.
+    fn listing(&mut self, dir: &Rc<OwnedFd>, rel: &str, format: Format) -> Result<Page<Body>, Missing> {
+        let json = format == Format::Json;
+        let page = match self.cache.listing(rel, json) {
+            Some(page) => page.clone(),
+            None => {
+                let config = &self.shared.config;
+                let root = self.cache.root();
+                let (mut entries, omitted) =
+                    dir::read_entries(root, dir, rel, config.dotfiles, config.follow_symlinks)?;
+                let page = Listing::new(listing::render(format, rel, &mut entries, omitted).into_bytes())?;
+                self.cache.keep_listing(rel, json, page.clone());
+                page
+            }
+        };
+        Ok(Page {
+            body: page.body,
+            len: page.len,
+            etag: page.etag,
+        })
+    }
+
+    fn counters(&mut self) -> Option<Vec<u8>> {
+        self.shared.snapshot().and_then(|s| serde_json::to_vec_pretty(&s).ok())
+    }
+}
