@@ -15,80 +15,20 @@
 //! nothing, and larger ones keep their descriptor for `sendfile`.
 
 use super::dir::Listing;
-use super::{Kind, Meta, OpenError, Root};
+use super::identity::{identity_of, Identity};
+use super::{Body, Kind, OpenError, Root};
 use crate::limits::{CACHE_DESCRIPTORS, CACHE_ENTRIES, CACHE_IDLE, CACHE_INLINE_BYTES, INLINE_BODY_MAX};
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Statx, StatxFlags};
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Reads of a small file retried when it changed while being read.
 const READ_RETRIES: usize = 3;
-
-/// What identifies one version of one file: a change to any field is a new version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    dev: (u32, u32),
-    ino: u64,
-    size: u64,
-    mtime: (i64, u32),
-    ctime: (i64, u32),
-    mode: u32,
-}
-
-impl Identity {
-    pub(super) fn of(s: &Statx) -> Identity {
-        Identity {
-            dev: (s.stx_dev_major, s.stx_dev_minor),
-            ino: s.stx_ino,
-            size: s.stx_size,
-            mtime: (s.stx_mtime.tv_sec, s.stx_mtime.tv_nsec),
-            ctime: (s.stx_ctime.tv_sec, s.stx_ctime.tv_nsec),
-            mode: u32::from(s.stx_mode),
-        }
-    }
-
-    fn kind(&self) -> Kind {
-        match FileType::from_raw_mode(self.mode) {
-            FileType::RegularFile => Kind::File,
-            FileType::Directory => Kind::Dir,
-            _ => Kind::Other,
-        }
-    }
-
-    /// The plain metadata the HTTP core plans with.
-    pub fn meta(&self) -> Meta {
-        let (secs, nanos) = self.mtime;
-        let mtime = if secs >= 0 {
-            UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
-        } else {
-            UNIX_EPOCH
-                .checked_sub(Duration::from_secs(secs.unsigned_abs()))
-                .map(|t| t + Duration::from_nanos(u64::from(nanos)))
-        };
-        let len = if self.kind() == Kind::Dir { 0 } else { self.size };
-        Meta::new(len, mtime.unwrap_or(UNIX_EPOCH), self.ino, self.kind())
-    }
-}
-
-/// Metadata of an open descriptor.
-pub(super) fn identity_of(fd: &impl AsFd) -> io::Result<Identity> {
-    let s = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)?;
-    Ok(Identity::of(&s))
-}
-
-/// The bytes of a file: kept in memory (small files), or its open handle.
-#[derive(Debug, Clone)]
-pub enum Body {
-    /// The whole file, read once.
-    Bytes(Rc<[u8]>),
-    /// An open handle, read with explicit offsets (`pread`, `sendfile`): it is shared.
-    File(Rc<File>),
-}
 
 /// What a path names now: a regular file and its bytes (the handle whose metadata
 /// is given), a directory with the descriptor it was checked through, or a FIFO,

@@ -4,8 +4,8 @@
 //! so an unchanged directory is not read and rendered for every request, and a slow
 //! reader of a large listing holds one descriptor, not a copy of the page.
 
-use super::cache::{identity_of, Body, Identity};
-use super::{Entry, Kind, Root};
+use super::identity::{identity_of, Identity};
+use super::{Body, Entry, Kind, Root};
 use crate::limits::{LISTING_INLINE_MAX, LISTING_MAX_ENTRIES, LISTING_TTL};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, StatxFlags};

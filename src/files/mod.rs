@@ -6,13 +6,16 @@
 
 pub mod cache;
 pub mod dir;
+mod identity;
 pub mod root;
 
-pub use cache::{Body, FileCache, Found};
+pub use cache::{FileCache, Found};
 pub use dir::Listing;
 pub use root::{Resolver, Root};
 
+use std::fs::File;
 use std::io;
+use std::rc::Rc;
 
 /// Why a path could not be opened (the core's [`Missing`]).
 pub use crate::http::meta::Missing as OpenError;
@@ -27,4 +30,13 @@ impl From<io::Error> for OpenError {
             _ => OpenError::NotFound,
         }
     }
+}
+
+/// The bytes of a file: kept in memory (small files), or its open handle.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// The whole file, read once.
+    Bytes(Rc<[u8]>),
+    /// An open handle, read with explicit offsets (`pread`, `sendfile`): it is shared.
+    File(Rc<File>),
 }

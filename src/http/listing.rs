@@ -2,6 +2,7 @@
 //! (entries come from `files::dir::read_entries`).
 
 use crate::clock::Civil;
+use crate::http::html;
 use crate::http::meta::{Entry, Kind};
 use crate::http::resolve::SEGMENT;
 use percent_encoding::utf8_percent_encode;
@@ -11,20 +12,6 @@ pub fn sort(entries: &mut [Entry]) {
     entries.sort_by(|a, b| (a.kind != Kind::Dir, &a.name).cmp(&(b.kind != Kind::Dir, &b.name)));
 }
 
-/// Appends `s` to `out` with HTML's special characters escaped.
-pub fn escape_html(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-}
-
 /// Renders a sorted listing as HTML. `display_path` is the decoded directory path
 /// (`/a/b/`), shown as the title; links are relative and percent-encoded. `omitted`
 /// entries past the listing limit are left out, and the page says so.
@@ -32,10 +19,10 @@ pub fn render_html(display_path: &str, entries: &[Entry], omitted: usize) -> Str
     let mut out = String::with_capacity(512 + entries.len() * 160);
     out.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width\"><title>Index of ");
-    escape_html(display_path, &mut out);
+    html::escape(display_path, &mut out);
     out.push_str("</title>\n<style>body{font-family:sans-serif}td{padding:0 1em 0 0}");
     out.push_str("td.n{text-align:right;font-variant-numeric:tabular-nums}</style></head>\n<body><h1>Index of ");
-    escape_html(display_path, &mut out);
+    html::escape(display_path, &mut out);
     out.push_str("</h1>\n<table>\n<tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr>\n");
     if display_path != "/" {
         out.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
@@ -46,7 +33,7 @@ pub fn render_html(display_path: &str, entries: &[Entry], omitted: usize) -> Str
         out.extend(utf8_percent_encode(&e.name, SEGMENT));
         out.push_str(slash);
         out.push_str("\">");
-        escape_html(&e.name, &mut out);
+        html::escape(&e.name, &mut out);
         out.push_str(slash);
         out.push_str("</a></td><td class=\"n\">");
         if e.kind == Kind::Dir {
@@ -63,7 +50,7 @@ pub fn render_html(display_path: &str, entries: &[Entry], omitted: usize) -> Str
         out.push_str(&format!("<p>{omitted} more entries are not shown.</p>\n"));
     }
     out.push_str("<hr><address>");
-    out.push_str(crate::http::wire::SERVER);
+    out.push_str(crate::http::html::SERVER);
     out.push_str("</address></body></html>\n");
     out
 }

@@ -13,6 +13,7 @@
 pub mod conditional;
 pub mod encoding;
 pub mod head;
+pub mod html;
 pub mod listing;
 pub mod meta;
 pub mod plan;

@@ -91,7 +91,7 @@ pub fn error_page(status: Status, message: &str) -> String {
     page.push_str("</title></head>\n<body><h1>");
     page.push_str(&title);
     page.push_str("</h1>\n<p>");
-    crate::http::listing::escape_html(message, &mut page);
+    crate::http::html::escape(message, &mut page);
     page.push_str("</p>\n<hr><address>");
     page.push_str(SERVER);
     page.push_str("</address></body></html>\n");

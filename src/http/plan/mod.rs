@@ -34,6 +34,7 @@ mod tests;
 
 use crate::http::conditional::{self, Conditionals, Outcome, Validators};
 use crate::http::head::{self, Body as Framing, Head};
+use crate::http::html;
 use crate::http::listing::{self, Format};
 use crate::http::meta::{Meta, Missing};
 use crate::http::resolve::{self, UrlPath};
@@ -411,7 +412,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     }
 
     fn redirect(&mut self, location: String) -> Plan<'p, S::Body> {
-        let page = wire::error_page(Status::MovedPermanently, "This directory's address ends with a slash.");
+        let page = html::error_page(Status::MovedPermanently, "This directory's address ends with a slash.");
         let headers = vec![("Location", Value::Text(location))];
         self.small(Status::MovedPermanently, HTML, page.into_bytes(), headers)
     }
@@ -433,7 +434,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             headers.push(("Allow", Value::Str(allow)));
         }
         headers.extend(extra);
-        let page = wire::error_page(r.status, r.message);
+        let page = html::error_page(r.status, r.message);
         self.small(r.status, HTML, page.into_bytes(), headers)
     }
 
