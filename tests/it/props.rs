@@ -1,11 +1,13 @@
 //! Property tests for the pure entry points: a decoded path never leaves the root, the
 //! head parser never panics and never claims more bytes than it was given, and a
-//! planned byte range satisfies `start <= end < len`.
+//! planned byte range satisfies `start <= end < len`, and every plan says what it
+//! sends.
 
 use proptest::prelude::*;
 use std::mem::MaybeUninit;
 use std::path::{Component, Path};
 use threadserve::http::head::{self, Parsed};
+use threadserve::http::plan::{self, memory::MemorySite};
 use threadserve::http::range::{self, RangeDecision};
 use threadserve::http::resolve;
 
@@ -228,6 +230,93 @@ proptest! {
             for w in ranges.windows(2) {
                 prop_assert!(w[0].end < w[1].start, "{header:?} {len}: {ranges:?} overlap or are unsorted");
             }
+        }
+    }
+}
+
+/// The site the planner property runs over: files (one with a precompressed
+/// variant), a directory with an index, one without, and a FIFO.
+fn site() -> MemorySite {
+    MemorySite::new(
+        &[
+            ("a.txt", "0123456789"),
+            ("a.txt.gz", "gz"),
+            ("d/index.html", "<p>d</p>"),
+            ("empty", ""),
+        ],
+        &["", "d", "list"],
+    )
+}
+
+/// More pieces for planner inputs: paths of the site, validators, codings, ranges.
+const PLAN_TOKENS: &[&[u8]] = &[
+    b"GET /a.txt HTTP/1.1\r\nHost: a\r\n",
+    b"HEAD /a.txt HTTP/1.1\r\nHost: a\r\n",
+    b"GET /d HTTP/1.1\r\nHost: a\r\n",
+    b"GET /d/ HTTP/1.0\r\n",
+    b"GET /list/?format=json HTTP/1.1\r\nHost: a\r\n",
+    b"OPTIONS /a.txt HTTP/1.1\r\nHost: a\r\n",
+    b"GET /fifo HTTP/1.1\r\nHost: a\r\n",
+    b"GET /empty HTTP/1.1\r\nHost: a\r\n",
+    b"GET /%2e%2e/x HTTP/1.1\r\nHost: a\r\n",
+    b"Range: bytes=0-3\r\n",
+    b"Range: bytes=0-0,5-\r\n",
+    b"Range: bytes=-3\r\n",
+    b"Range: bytes=20-\r\n",
+    b"If-Range: \"x\"\r\n",
+    b"If-None-Match: *\r\n",
+    b"If-Match: \"x\"\r\n",
+    b"If-Modified-Since: Tue, 14 Nov 2023 22:13:20 GMT\r\n",
+    b"If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n",
+    b"Accept-Encoding: gzip\r\n",
+    b"Accept-Encoding: identity;q=0\r\n",
+    b"Accept: application/json\r\n",
+    b"Connection: close\r\n",
+    b"Connection: keep-alive\r\n",
+    b"Content-Length: 3\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+];
+
+fn plan_input() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(&PLAN_TOKENS[..9]),
+        prop::collection::vec(prop::sample::select(&PLAN_TOKENS[9..]), 0..6),
+    )
+        .prop_map(|(first, rest)| [first, &rest.concat(), &b"\r\n"[..]].concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4_000))]
+
+    /// Whatever the request, the plan is consistent: `Content-Length` is the body
+    /// the plan sends (HEAD: the one GET would send), bodiless statuses send none,
+    /// no header value can break the head, and a request whose body was not read
+    /// closes the connection.
+    #[test]
+    fn every_plan_says_what_it_sends(bytes in prop_oneof![plan_input(), head_bytes()], cors in any::<bool>(), closing in any::<bool>()) {
+        let mut slots = vec![MaybeUninit::uninit(); 32];
+        let Ok(Parsed::Complete(h, _)) = head::parse(&bytes, &mut slots, 16 * 1024) else {
+            return Ok(());
+        };
+        let policy = plan::Policy { cors, ..plan::Policy::default() };
+        let p = plan::plan(&h, &mut site(), &policy, closing);
+        for (name, _) in &p.headers {
+            let v = p.header(name).unwrap();
+            prop_assert!(!v.contains(['\r', '\n']), "{name}: {v:?}");
+        }
+        let length = p.header("content-length").map(|v| v.parse::<u64>().unwrap());
+        if !p.status.has_body() {
+            prop_assert_eq!(p.body_len(), 0, "{} has no body", p.status.code());
+        } else if h.method == "HEAD" {
+            prop_assert_eq!(p.body_len(), 0);
+            let get = head::Head { method: "GET", range: None, ..h.clone() };
+            let g = plan::plan(&get, &mut site(), &policy, closing);
+            prop_assert_eq!(length, g.header("content-length").map(|v| v.parse::<u64>().unwrap()));
+        } else {
+            prop_assert_eq!(length, Some(p.body_len()), "{:?}", String::from_utf8_lossy(&bytes));
+        }
+        if closing || h.body() != head::Body::None || !h.wants_keep_alive() {
+            prop_assert!(p.close(), "{:?}", String::from_utf8_lossy(&bytes));
         }
     }
 }

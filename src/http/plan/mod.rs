@@ -29,6 +29,7 @@
 //! not read.
 
 pub mod file;
+pub mod memory;
 #[cfg(test)]
 mod tests;
 
