@@ -8,5 +8,6 @@ tools      wrk and oha: invocation and output parsing
 matrix     one cell: start, check, warm up, interleaved repetitions
 report     medians, Markdown tables, results files, the --quick verdict
 chart      the SVG chart
+profile    --profile: perf record (or strace -c) on threadserve in one cell
 cli        flags and orchestration; main()
 """

@@ -16,6 +16,7 @@ from . import peers
 from .common import (ALL_CONNS, ALL_SERVERS, ALL_SIZES, INSTALL_HINTS, REPO, RESULTS,
                      SERVER_ALIASES, WORK, log, tool_version, which)
 from .matrix import run_cell
+from .profile import ProfileRun, parse_spec
 from .report import quick_verdict, summarize, write_results
 from .tools import oha_supports_random, write_wrk_scripts
 from .workspace import make_docroot, raise_nofile
@@ -77,6 +78,10 @@ def build_parser():
     ap.add_argument("--quick", action="store_true",
                     help="CI smoke run (<60 s): threadserve only, 1k file, 64 conns, 2 s, "
                          "1 rep; exit 1 on any error, non-2xx or start failure")
+    ap.add_argument("--profile", nargs="?", const="", default=None, metavar="SIZE:CONNS",
+                    help="after the measured reps of one cell (default: the first cell "
+                         "run), one extra threadserve run under `perf record -g` (else "
+                         "`strace -c -f`); top entries to DATE-HOST-profile.txt")
     return ap
 
 
@@ -192,9 +197,10 @@ def log_plan(args, order, sizes, conns):
     log(f"estimated time: ~{est / 60:.0f} min" if est >= 120 else f"estimated time: ~{est:.0f} s")
 
 
-def run_matrix(args, specs, sizes, conns, scripts, paths_file):
+def run_matrix(args, specs, sizes, conns, scripts, paths_file, profile=None):
     """Every cell, sizes outer, connections inner. Returns (runs, notes,
-    interrupted); SIGTERM and ^C stop it with what was measured so far."""
+    interrupted); SIGTERM and ^C stop it with what was measured so far.
+    profile, a ProfileRun, is called in the cell it wants."""
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
@@ -205,11 +211,22 @@ def run_matrix(args, specs, sizes, conns, scripts, paths_file):
         for size in sizes:
             for c in conns:
                 log(f"cell: {size}, {c} connections")
-                run_cell(args, specs, size, c, scripts, paths_file, runs, notes)
+                hook = profile if profile is not None and profile.wants(size, c) else None
+                run_cell(args, specs, size, c, scripts, paths_file, runs, notes, hook)
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: writing what was measured so far")
     return runs, notes, interrupted
+
+
+def finish_meta(meta, t_start, interrupted):
+    """What is known only after the runs: elapsed time, argv, nginx.conf."""
+    meta["elapsed_s"] = round(time.time() - t_start, 1)
+    meta["server_argv"] = peers.STARTED_ARGV
+    conf = peers.nginx_conf_text()
+    if conf is not None:
+        meta["nginx_conf"] = conf
+    meta["interrupted"] = interrupted
 
 
 def choose_tool(args, sizes, skipped):
@@ -231,6 +248,8 @@ def choose_tool(args, sizes, skipped):
 def main():
     args = build_parser().parse_args()
     servers, sizes, conns = matrix_from_args(args)
+    if args.profile is not None:
+        profile_cell = parse_spec(args.profile, servers, sizes, conns)
     out_dir = args.out or (os.path.join(WORK, "quick") if args.quick else RESULTS)
     t_start = time.time()
     skipped = []
@@ -259,17 +278,17 @@ def main():
     meta = base_meta(args, now, host, pinning, nofile, order, sizes, conns, available,
                      skipped)
     log_plan(args, order, sizes, conns)
+    stem = os.path.join(out_dir, f"{now.strftime('%Y%m%d-%H%M%S')}-{host}")
+    profile = None
+    if args.profile is not None:
+        cell = profile_cell if args.profile else (sizes[0], conns[0])   # oha may drop random
+        profile = ProfileRun(args, *cell, stem + "-profile.txt")
+        meta["profile"] = profile.meta
     runs, notes, interrupted = run_matrix(args, {n: specs[n] for n in order}, sizes,
-                                          conns, scripts, paths_file)
+                                          conns, scripts, paths_file, profile)
 
     summary = summarize(runs)
-    meta["elapsed_s"] = round(time.time() - t_start, 1)
-    meta["server_argv"] = peers.STARTED_ARGV
-    conf = peers.nginx_conf_text()
-    if conf is not None:
-        meta["nginx_conf"] = conf
-    meta["interrupted"] = interrupted
-    stem = os.path.join(out_dir, f"{now.strftime('%Y%m%d-%H%M%S')}-{host}")
+    finish_meta(meta, t_start, interrupted)
     md = write_results(stem, meta, runs, notes, summary, sizes, conns, order)
     log("")
     log(md)

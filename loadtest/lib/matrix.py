@@ -101,7 +101,9 @@ class Cell:
                 if code not in (0, None, -signal.SIGTERM) and s in up:
                     self.note(s.name, f"exit status {code} after SIGTERM")
 
-    def run(self):
+    def run(self, after_reps=None):
+        """Runs the cell. after_reps(cell, up), if given, is called after the
+        measured repetitions while the servers still run (--profile)."""
         args = self.args
         servers = [RunningServer(self.specs[n], args.server_prefix) for n in self.specs]
         up = []
@@ -116,9 +118,13 @@ class Cell:
                 for s in up:
                     if self.rep(s, rep):
                         time.sleep(PAUSE_BETWEEN_RUNS)
+            if after_reps is not None:
+                after_reps(self, up)
         finally:
             self.stop_servers(servers, up)
 
 
-def run_cell(args, specs, size, conns, scripts, paths_file, out_runs, cell_notes):
-    Cell(args, specs, size, conns, scripts, paths_file, out_runs, cell_notes).run()
+def run_cell(args, specs, size, conns, scripts, paths_file, out_runs, cell_notes,
+             after_reps=None):
+    Cell(args, specs, size, conns, scripts, paths_file, out_runs, cell_notes).run(
+        after_reps)

@@ -98,6 +98,12 @@ def markdown_header(meta, servers):
             L.append(f"- {n}: {v}")
     for s in meta.get("skipped", []):
         L.append(f"- skipped: {s}")
+    prof = meta.get("profile")
+    if prof and prof.get("profiler"):
+        L.append(f"- profile: {prof['server']} in cell {prof['cell']} under "
+                 f"{prof['profiler']}, an extra run not in these numbers: `{prof['file']}`")
+    elif prof:
+        L.append(f"- profile: not taken ({prof['note']})")
     L.append("")
     L.append("Ratios compare req/s with nginx (×nginx) and static-web-server (×sws) in "
              "the same cell of this run. ⚠ marks errors (connect/read/write/timeout), "
