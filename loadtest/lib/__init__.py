@@ -1,0 +1,13 @@
+"""loadtest/run's modules (Python 3 standard library only).
+
+common     paths, matrix constants, small helpers
+workspace  RLIMIT_NOFILE, the generated docroot
+peers      building, configuring, starting and stopping the servers
+procfs     /proc sampling of a server's RSS and threads
+tools      wrk and oha: invocation and output parsing
+matrix     one cell: start, check, warm up, interleaved repetitions
+report     medians, Markdown tables, results files, the --quick verdict
+chart      the SVG chart
+profile    --profile: perf record (or strace -c) on threadserve in one cell
+cli        flags and orchestration; main()
+"""

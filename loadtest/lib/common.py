@@ -1,0 +1,91 @@
+"""Paths, the test matrix's constants and small helpers shared by every module."""
+
+import os
+import shutil
+import socket
+import subprocess
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # loadtest/
+REPO = os.path.dirname(HERE)
+WORK = os.path.join(HERE, "work")
+DOCROOT = os.path.join(WORK, "docroot")
+LOGS = os.path.join(WORK, "logs")
+RESULTS = os.path.join(HERE, "results")
+
+# File-size cells: name -> (URL path, size in bytes of the file behind it).
+MANY_COUNT = 10_000
+MANY_SIZE = 1024
+SIZES = {
+    "1k": ("/1k.bin", 1024),
+    "64k": ("/64k.bin", 64 * 1024),
+    "10m": ("/10m.bin", 10 * 1024 * 1024),
+    "random": (None, MANY_SIZE),  # MANY_COUNT files under /many/, random order
+}
+ALL_SIZES = list(SIZES)
+# For large files few responses complete within a run at high concurrency (1000 ×
+# 10 MiB in flight), so req/s mostly measures the run's edges. These cells are
+# compared (ratios, chart) by transfer/s, which wrk counts including partial
+# responses; the chart shows it as transfer/s ÷ file size ("responses' worth").
+BY_TRANSFER = {"10m"}
+ALL_CONNS = [1, 64, 1000]
+ALL_SERVERS = ["threadserve", "nginx", "static-web-server", "python", "tinyhttp"]
+SERVER_ALIASES = {"sws": "static-web-server", "tiny_http": "tinyhttp",
+                  "tinyhttp_baseline": "tinyhttp", "ts": "threadserve",
+                  "http.server": "python"}
+COLORS = {"threadserve": "#d62728", "nginx": "#2ca02c",
+          "static-web-server": "#1f77b4", "python": "#9467bd",
+          "tinyhttp": "#ff7f0e"}
+INSTALL_HINTS = {
+    "wrk": "apt-get install wrk",
+    "nginx": "apt-get install nginx-light",
+    "oha": "cargo install oha --locked",
+    "static-web-server": "cargo install static-web-server --locked",
+}
+
+STARTUP_TIMEOUT = 20.0   # seconds for a server to answer its first request
+STOP_GRACE = 5.0         # seconds between SIGTERM and SIGKILL
+SAMPLE_INTERVAL = 0.2    # seconds between /proc samples of the server
+PAUSE_BETWEEN_RUNS = 0.5
+BUILD_TIMEOUT = 1800
+
+
+def log(msg=""):
+    print(msg, flush=True)
+
+
+def which(name):
+    return shutil.which(name) or (
+        os.path.exists(os.path.expanduser(f"~/.cargo/bin/{name}"))
+        and os.path.expanduser(f"~/.cargo/bin/{name}")) or None
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tool_version(cmd):
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=10)
+        out = p.stdout.strip().splitlines()
+        return out[0].strip() if out else ""
+    except Exception:
+        return ""
+
+
+def one_line(text, limit=160):
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    s = " / ".join(lines[:3])
+    return s if len(s) <= limit else s[:limit - 1] + "…"
+
+
+def log_tail(path, n=8):
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()[-n:]
+    except OSError:
+        return
+    for line in lines:
+        log(f"    | {line}")

@@ -1,0 +1,225 @@
+"""Reporting: per-cell medians, the Markdown tables, the results files and the
+--quick verdict."""
+
+import json
+import os
+import statistics
+
+from .common import BY_TRANSFER, MANY_COUNT, MANY_SIZE, SAMPLE_INTERVAL, log
+from .chart import svg_chart
+
+
+# ---------------------------------------------------------------- formatting
+
+def fmt_ms(v):
+    if v is None:
+        return "-"
+    if v < 1:
+        return f"{v * 1000:.0f}µs"
+    if v < 100:
+        return f"{v:.2f}ms"
+    return f"{v:.0f}ms"
+
+
+def fmt_rate(v):
+    if v >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if v >= 1e4:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.0f}"
+
+
+def fmt_bytes_rate(v):
+    for unit, div in (("GiB/s", 2**30), ("MiB/s", 2**20), ("KiB/s", 2**10)):
+        if v >= div:
+            return f"{v / div:.1f} {unit}"
+    return f"{v:.0f} B/s"
+
+
+# ---------------------------------------------------------------- summary
+
+def error_count(run):
+    return sum(run.get("errors", {}).values()) if "errors" in run else 0
+
+
+def merge_errors(runs):
+    m = {}
+    for r in runs:
+        for k, v in r.get("errors", {}).items():
+            if v:
+                m[k] = m.get(k, 0) + v
+    return m
+
+
+def summarize_cell(rs):
+    good = [r for r in rs if "tool_error" not in r]
+    summ = {"reps": len(rs), "ok_reps": len(good),
+            "failures": [r["tool_error"] for r in rs if "tool_error" in r]}
+    if good:
+        def med(k):
+            vals = [r[k] for r in good if r.get(k) is not None]
+            return statistics.median(vals) if vals else None
+        summ.update({
+            "rps": med("rps"), "bytes_per_s": med("bytes_per_s"),
+            "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
+            "errors": sum(error_count(r) for r in good),
+            "error_kinds": merge_errors(good),
+            "non2xx": sum(r["non2xx"] for r in good),
+            "rss_peak_kb": max(r["rss_peak_kb"] for r in good),
+            "threads_peak": max(r["threads_peak"] for r in good),
+            "server_died": any(not r["server_alive_after"] for r in good),
+            "short_responses": any(r.get("short_responses") for r in good),
+            "rps_all": [round(r["rps"], 1) for r in good],
+        })
+    return summ
+
+
+def summarize(runs):
+    """Median per (size, conns, server) over the successful repetitions."""
+    cells = {}
+    for r in runs:
+        cells.setdefault((r["size"], r["conns"], r["server"]), []).append(r)
+    return {key: summarize_cell(rs) for key, rs in cells.items()}
+
+
+# ---------------------------------------------------------------- Markdown
+
+def markdown_header(meta, servers):
+    L = [f"# threadserve load test — {meta['date']} on {meta['host']}", ""]
+    L.append(f"- tool: `{meta['tool']}` ({meta['tool_version']}), {meta['duration']} s per run, "
+             f"{meta['reps']} repetition(s) interleaved across servers after a "
+             f"{meta['warmup']} s warm-up; medians shown")
+    L.append(f"- pinning: {meta['pinning']}")
+    L.append(f"- machine: {meta['cpu_model']}, {meta['nproc']} CPUs, Linux {meta['kernel']}")
+    L.append(f"- threadserve commit: {meta['git_commit']}")
+    for n in servers:
+        v = meta["server_versions"].get(n)
+        if v:
+            L.append(f"- {n}: {v}")
+    for s in meta.get("skipped", []):
+        L.append(f"- skipped: {s}")
+    prof = meta.get("profile")
+    if prof and prof.get("profiler"):
+        L.append(f"- profile: {prof['server']} in cell {prof['cell']} under "
+                 f"{prof['profiler']}, an extra run not in these numbers: `{prof['file']}`")
+    elif prof:
+        L.append(f"- profile: not taken ({prof['note']})")
+    L.append("")
+    L.append("Ratios compare req/s with nginx (×nginx) and static-web-server (×sws) in "
+             "the same cell of this run. ⚠ marks errors (connect/read/write/timeout), "
+             "non-2xx responses, a server that died, or responses shorter than the file.")
+    L.append("")
+    return L
+
+
+def markdown_row(c, n, s, key, ref_n, ref_s):
+    if s.get("rps") is None:
+        why = "; ".join(sorted(set(s["failures"]))) or "no result"
+        return f"| {c} | {n} | ⚠ {why} | | | | | | | | | |"
+    err = str(s["errors"])
+    if s["errors"]:
+        kinds = ", ".join(f"{k} {v}" for k, v in s["error_kinds"].items())
+        err = f"⚠ {s['errors']} ({kinds})"
+    non2xx = f"⚠ {s['non2xx']}" if s["non2xx"] else "0"
+    name = n
+    if s["server_died"]:
+        name += " ⚠ died"
+    if s["short_responses"]:
+        name += " ⚠ short"
+    if s["ok_reps"] < s["reps"]:
+        name += f" ⚠ {s['ok_reps']}/{s['reps']} reps"
+    rn = f"{s[key] / ref_n:.2f}" if ref_n else "-"
+    rs = f"{s[key] / ref_s:.2f}" if ref_s else "-"
+    return (f"| {c} | {name} | {fmt_rate(s['rps'])} | "
+            f"{fmt_bytes_rate(s['bytes_per_s'])} | {fmt_ms(s['p50_ms'])} | "
+            f"{fmt_ms(s['p99_ms'])} | {err} | {non2xx} | "
+            f"{s['rss_peak_kb'] / 1024:.1f} MiB | {s['threads_peak']} | "
+            f"{rn} | {rs} |")
+
+
+def markdown_section(summary, size, conns, servers):
+    label = size if size != "random" else f"random path ({MANY_COUNT} × {MANY_SIZE} B)"
+    L = [f"## {label}", ""]
+    key = "bytes_per_s" if size in BY_TRANSFER else "rps"
+    if size in BY_TRANSFER:
+        L.append("Ratios in this section compare **transfer/s**: with large files "
+                 "few responses finish inside a run, so req/s is coarse.")
+        L.append("")
+    L.append("| conns | server | req/s | transfer/s | p50 | p99 | errors | non-2xx | "
+             "peak RSS | threads | ×nginx | ×sws |")
+    L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in conns:
+        ref_n = summary.get((size, c, "nginx"), {}).get(key)
+        ref_s = summary.get((size, c, "static-web-server"), {}).get(key)
+        for n in servers:
+            s = summary.get((size, c, n))
+            if s is not None:
+                L.append(markdown_row(c, n, s, key, ref_n, ref_s))
+    L.append("")
+    return L
+
+
+def markdown(meta, summary, sizes, conns, servers, notes):
+    L = markdown_header(meta, servers)
+    for size in sizes:
+        L += markdown_section(summary, size, conns, servers)
+    if notes:
+        L.append("## Notes")
+        L.append("")
+        for nt in notes:
+            L.append(f"- {nt['size']}, {nt['conns']} conns, {nt['server']}: {nt['note']}")
+        L.append("")
+    L.append("Peak RSS and threads: the highest sum over the server process and its "
+             f"children, sampled from /proc every {SAMPLE_INTERVAL}s during a run "
+             "(servers are restarted for each cell).")
+    return "\n".join(L) + "\n"
+
+
+# ---------------------------------------------------------------- files, verdict
+
+def write_results(stem, meta, runs, notes, summary, sizes, conns, servers):
+    """Writes STEM.json, STEM.md and STEM.svg; returns the Markdown text."""
+    os.makedirs(os.path.dirname(stem), exist_ok=True)
+    with open(stem + ".json", "w") as f:
+        json.dump({"meta": meta, "runs": runs, "notes": notes,
+                   "summary": [dict(size=k[0], conns=k[1], server=k[2], **v)
+                               for k, v in summary.items()]},
+                  f, indent=1, default=str)
+    md = markdown(meta, summary, sizes, conns, servers, notes)
+    with open(stem + ".md", "w") as f:
+        f.write(md)
+    with open(stem + ".svg", "w") as f:
+        f.write(svg_chart(meta, summary, sizes, conns, servers))
+    return md
+
+
+def quick_problems(ts_built, notes, summary):
+    """What makes a --quick run fail: start/check failures, errors, deaths."""
+    problems = []
+    if not ts_built:
+        problems.append("threadserve was not built")
+    problems += [f"{n['server']}: {n['note']}" for n in notes]
+    for k, s in summary.items():
+        if s.get("rps") is None:
+            problems.append(f"{k}: no successful run ({'; '.join(s['failures'])})")
+            continue
+        if s["errors"] or s["non2xx"]:
+            problems.append(f"{k}: {s['errors']} errors {s['error_kinds']}, "
+                            f"{s['non2xx']} non-2xx")
+        if s["server_died"]:
+            problems.append(f"{k}: server died")
+        if s["short_responses"]:
+            problems.append(f"{k}: responses shorter than the file")
+    if not summary and ts_built:
+        problems.append("no runs recorded")
+    return problems
+
+
+def quick_verdict(ts_built, notes, summary):
+    """Logs the --quick verdict; returns 1 on failure, else None."""
+    problems = quick_problems(ts_built, notes, summary)
+    if problems:
+        log("QUICK CHECK FAILED:\n  " + "\n  ".join(problems))
+        return 1
+    log("quick check passed")
+    return None
