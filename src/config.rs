@@ -74,6 +74,18 @@ pub struct Cli {
     #[arg(long, env = "THREADSERVE_PRECOMPRESSED", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub precompressed: bool,
 
+    /// Compress text, JavaScript, JSON, XML, SVG, WebAssembly and fonts (1 KiB to 8 MiB)
+    /// with br, zstd or gzip when the client accepts it; each representation is made once
+    /// and kept (see --compress-cache).
+    #[arg(long, env = "THREADSERVE_COMPRESS", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compress: bool,
+
+    /// Memory for compressed representations, shared by all workers: bytes, or with a
+    /// K, M or G suffix (powers of 1024). Least recently used ones are dropped to stay
+    /// under it; 0 keeps nothing, so nothing is compressed on the fly.
+    #[arg(long, env = "THREADSERVE_COMPRESS_CACHE", value_name = "BYTES", value_parser = parse_bytes, default_value_t = FlagBytes(limits::COMPRESS_CACHE_BYTES))]
+    pub compress_cache: FlagBytes,
+
     /// Cache-Control value sent with every file (e.g. "public, max-age=3600").
     #[arg(long, env = "THREADSERVE_CACHE_CONTROL", value_name = "VALUE")]
     pub cache_control: Option<String>,
@@ -230,6 +242,39 @@ fn parse_at_most(s: &str, max: Duration, why: &str) -> Result<FlagDuration, Stri
     Ok(FlagDuration(d))
 }
 
+/// A size flag: bytes, or a number with a `K`, `M` or `G` suffix (powers of 1024),
+/// shown the same way so `--help` prints defaults taken from [`limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagBytes(pub u64);
+
+impl fmt::Display for FlagBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, size) in [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
+            if n >= size && n % size == 0 {
+                return write!(f, "{}{unit}", n / size);
+            }
+        }
+        write!(f, "{n}")
+    }
+}
+
+/// Parses `--compress-cache`: `65536`, `64K`, `64M`, `1G` (at most 1 TiB).
+pub fn parse_bytes(s: &str) -> Result<FlagBytes, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = (num.trim().parse()).map_err(|_| format!("'{s}' is not a size like 65536, 64K, 64M or 1G"))?;
+    match n.checked_mul(1 << shift) {
+        Some(bytes) if bytes <= 1 << 40 => Ok(FlagBytes(bytes)),
+        _ => Err(format!("'{s}' is above the maximum of 1024G")),
+    }
+}
+
 /// Limits and timeouts, defaulting to the constants in [`limits`].
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -293,6 +338,10 @@ pub struct Config {
     pub stats_path: Option<String>,
     /// Serve precompressed variants.
     pub precompressed: bool,
+    /// Compress on the fly.
+    pub compress: bool,
+    /// Bytes of compressed representations kept across workers.
+    pub compress_cache: u64,
     /// Cache-Control for files not matching an immutable pattern.
     pub cache_control: Option<String>,
     /// Globs (over the path relative to the root) of immutable files.
@@ -340,6 +389,8 @@ impl Config {
             log_format: LogFormat::Off,
             stats_path: None,
             precompressed: true,
+            compress: true,
+            compress_cache: limits::COMPRESS_CACHE_BYTES,
             cache_control: None,
             immutable: Vec::new(),
             not_found_page: None,
@@ -426,6 +477,8 @@ impl Cli {
         config.log_format = self.log_format;
         config.stats_path = self.stats_path.as_deref().map(stats_path).transpose()?;
         config.precompressed = self.precompressed;
+        config.compress = self.compress && self.compress_cache.0 > 0;
+        config.compress_cache = self.compress_cache.0;
         config.cache_control = self
             .cache_control
             .map(|v| header_value(&v, "--cache-control"))
@@ -479,7 +532,10 @@ pub const RESERVED_HEADERS: &[(&str, &str)] = &[
         "threadserve sends it on every response, also on those written before a request is read",
     ),
     ("Content-Type", "it is computed per file"),
-    ("Content-Encoding", "it is computed per file (precompressed variants)"),
+    (
+        "Content-Encoding",
+        "it is computed per response (precompressed variants, --compress)",
+    ),
     ("Content-Range", "it is computed per range response"),
     ("ETag", "it is computed per file"),
     ("Last-Modified", "it is computed per file"),

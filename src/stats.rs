@@ -87,6 +87,23 @@ pub struct Snapshot {
     pub log_records_lost: u64,
     /// Seconds since start.
     pub uptime_secs: u64,
+    /// On-the-fly compression (filled from the compression store, not the records).
+    pub compression: CompressionStats,
+}
+
+/// The compression store's counters.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CompressionStats {
+    /// Responses sent from a kept compressed representation.
+    pub hits: u64,
+    /// Compressions made.
+    pub compressions: u64,
+    /// Bytes of compressed representations alive now.
+    pub resident_bytes: u64,
+    /// Representations evicted to stay under `--compress-cache`.
+    pub evictions: u64,
+    /// Requests sent identity because the byte bound or the CPU was taken.
+    pub refused: u64,
 }
 
 /// Requests by status class.

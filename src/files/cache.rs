@@ -110,6 +110,11 @@ impl FileCache {
         self.fill(&rel, fd)
     }
 
+    /// The identity of the version of `rel` the last lookup found, if it is kept.
+    pub fn identity(&self, rel: &str) -> Option<Identity> {
+        self.entries.get(rel).map(|e| e.id)
+    }
+
     /// The cached rendering of the directory `rel` (just looked up), if it is still
     /// good for `json`; see [`Listing`].
     pub fn listing(&self, rel: &str, json: bool) -> Option<&Listing> {
@@ -213,6 +218,8 @@ fn cost(found: &Found) -> (usize, usize) {
     match found {
         Found::File(_, Body::Bytes(b)) => (b.len(), 0),
         Found::File(_, Body::File(_)) | Found::Dir(..) => (0, 1),
+        // Never looked up: compressed bodies are kept by the compression store.
+        Found::File(_, Body::Shared(_)) => (0, 0),
         Found::Other => (0, 0),
     }
 }

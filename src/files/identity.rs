@@ -8,7 +8,7 @@ use std::io;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// What identifies one version of one file: a change to any field is a new version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Identity {
     dev: (u32, u32),
     ino: u64,

@@ -5,12 +5,14 @@
 //! core plans with.
 
 pub mod cache;
+pub mod compress;
 pub mod dir;
 mod identity;
 pub mod root;
 
 pub use cache::{FileCache, Found};
 pub use dir::Listing;
+pub use identity::Identity;
 pub use root::{Resolver, Root};
 
 use std::fs::File;
@@ -39,4 +41,6 @@ pub enum Body {
     Bytes(Rc<[u8]>),
     /// An open handle, read with explicit offsets (`pread`, `sendfile`): it is shared.
     File(Rc<File>),
+    /// A compressed representation kept by the compression store.
+    Shared(std::sync::Arc<compress::Blob>),
 }

@@ -1,12 +1,13 @@
 //! `Accept-Encoding` negotiation (RFC 9110 §12.5.3) for precompressed files.
 //!
-//! The server never compresses on the fly: next to `style.css` it may find
-//! `style.css.br`, `style.css.zst` or `style.css.gz`, and sends one of those
-//! when the client accepts that coding. This module decides which codings the
-//! client accepts and in what order the server prefers them.
+//! Next to `style.css` the server may find `style.css.br`, `style.css.zst` or
+//! `style.css.gz`, and sends one of those when the client accepts that coding;
+//! otherwise it may compress a [`compressible`] type itself. This module decides
+//! which codings the client accepts ([`ranked`]: highest q-value first, then the
+//! server's order) and which types are worth compressing.
 //!
 //! In scope: parsing `Accept-Encoding`. Out of scope: checking which sibling
-//! files exist (the caller's closure does that in [`Acceptable::first`]),
+//! files exist (the planner asks its site),
 //! `Vary`, and `Content-Encoding` headers. This module does no I/O.
 //!
 //! Parsing choices where the RFC leaves room:
@@ -54,6 +55,15 @@ impl Encoding {
         }
     }
 
+    /// The level the server compresses with on the fly (see `limits::GZIP_LEVEL`).
+    pub fn level(self) -> i32 {
+        match self {
+            Encoding::Brotli => crate::limits::BROTLI_QUALITY as i32,
+            Encoding::Zstd => crate::limits::ZSTD_LEVEL,
+            Encoding::Gzip => crate::limits::GZIP_LEVEL as i32,
+        }
+    }
+
     /// Every name a client may use for this coding in `Accept-Encoding`.
     fn names(self) -> &'static [&'static str] {
         match self {
@@ -90,14 +100,6 @@ impl Acceptable {
             Encoding::Zstd => self.zstd,
             Encoding::Gzip => self.gzip,
         }
-    }
-
-    /// The first coding in [`preference_order`] that is acceptable and for
-    /// which `exists` (typically "the sibling file is there") returns true;
-    /// `exists` is only called for acceptable codings. `None` means send
-    /// identity.
-    pub fn first(self, mut exists: impl FnMut(Encoding) -> bool) -> Option<Encoding> {
-        preference_order().into_iter().find(|&e| self.accepts(e) && exists(e))
     }
 }
 
@@ -136,6 +138,74 @@ pub fn identity_refused(accept_encoding: Option<&str>) -> bool {
         Some(accepted) => !accepted,
         None => false,
     }
+}
+
+/// The codings a client accepts, best first: highest q-value first, and among equal
+/// q-values the server's [`preference_order`] (br, zstd, gzip). A coding's q-value
+/// is the lowest of its listings, or `*`'s when it is not listed (the same rule as
+/// [`acceptable`]); q=0 means refused, and refused codings are left out.
+pub fn ranked(accept_encoding: Option<&str>) -> Vec<Encoding> {
+    let Some(header) = accept_encoding else {
+        return Vec::new();
+    };
+    let mut ranked: Vec<(Encoding, u16)> = preference_order()
+        .into_iter()
+        .filter_map(|e| {
+            let q = q_value(header, e.names()).or_else(|| q_value(header, &["*"]))?;
+            (q > 0).then_some((e, q))
+        })
+        .collect();
+    // A stable sort keeps the server's order among equal q-values.
+    ranked.sort_by_key(|&(_, q)| std::cmp::Reverse(q));
+    ranked.into_iter().map(|(e, _)| e).collect()
+}
+
+/// The lowest q-value (thousandths) of the well-formed items naming one of `names`.
+fn q_value(header: &str, names: &[&str]) -> Option<u16> {
+    items(header)
+        .filter(|(coding, _)| names.iter().any(|n| coding.eq_ignore_ascii_case(n)))
+        .map(|(_, q)| q)
+        .min()
+}
+
+/// Whether a media type is worth compressing: text, and the structured and font
+/// types that are text or uncompressed binary (JavaScript, JSON, XML, SVG,
+/// WebAssembly, TrueType/OpenType, ICO, ...). Never images, audio, video, archives,
+/// WOFF/WOFF2 or other already-compressed types.
+pub fn compressible(mime: &str) -> bool {
+    let mime = mime.split(';').next().unwrap_or(mime).trim();
+    if mime.starts_with("text/") {
+        return true;
+    }
+    if mime.ends_with("+json") || mime.ends_with("+xml") {
+        return true;
+    }
+    matches!(
+        mime,
+        "application/javascript"
+            | "application/x-javascript"
+            | "application/ecmascript"
+            | "application/json"
+            | "application/ld+json"
+            | "application/manifest+json"
+            | "application/xml"
+            | "application/wasm"
+            | "application/x-sh"
+            | "application/x-tex"
+            | "application/toml"
+            | "application/yaml"
+            | "application/x-yaml"
+            | "application/vnd.ms-fontobject"
+            | "application/x-font-ttf"
+            | "application/x-font-opentype"
+            | "font/ttf"
+            | "font/otf"
+            | "font/collection"
+            | "image/svg+xml"
+            | "image/x-icon"
+            | "image/vnd.microsoft.icon"
+            | "image/bmp"
+    )
 }
 
 /// `None` if no well-formed item names one of `names`; otherwise whether all
@@ -198,6 +268,69 @@ fn is_tchar(b: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ranked_by_q_then_server_preference() {
+        use super::{ranked, Encoding::*};
+        let cases: &[(Option<&str>, &[super::Encoding])] = &[
+            (None, &[]),
+            (Some(""), &[]),
+            (Some("gzip, deflate, br, zstd"), &[Brotli, Zstd, Gzip]),
+            (Some("gzip"), &[Gzip]),
+            (Some("gzip;q=1, br;q=0.5"), &[Gzip, Brotli]),
+            (Some("br;q=0.5, zstd;q=0.5, gzip;q=0.9"), &[Gzip, Brotli, Zstd]),
+            (Some("*"), &[Brotli, Zstd, Gzip]),
+            (Some("*;q=0.1, gzip"), &[Gzip, Brotli, Zstd]),
+            (Some("br;q=0, *"), &[Zstd, Gzip]),
+            (Some("gzip, gzip;q=0"), &[]),
+            (Some("x-gzip"), &[Gzip]),
+            (Some("identity"), &[]),
+        ];
+        for (header, want) in cases {
+            assert_eq!(ranked(*header), *want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn compressible_types() {
+        use super::compressible;
+        for t in [
+            "text/html",
+            "text/css",
+            "text/plain; charset=utf-8",
+            "text/javascript",
+            "application/javascript",
+            "application/json",
+            "application/geo+json",
+            "application/xml",
+            "application/atom+xml",
+            "image/svg+xml",
+            "application/wasm",
+            "font/ttf",
+            "font/otf",
+            "application/vnd.ms-fontobject",
+        ] {
+            assert!(compressible(t), "{t}");
+        }
+        for t in [
+            "image/png",
+            "image/jpeg",
+            "image/webp",
+            "image/avif",
+            "audio/mpeg",
+            "video/mp4",
+            "application/zip",
+            "application/gzip",
+            "application/x-bzip2",
+            "application/zstd",
+            "font/woff",
+            "font/woff2",
+            "application/octet-stream",
+            "application/pdf",
+        ] {
+            assert!(!compressible(t), "{t}");
+        }
+    }
+
     use super::*;
 
     const fn accepts(brotli: bool, zstd: bool, gzip: bool) -> Acceptable {
@@ -296,21 +429,6 @@ mod tests {
         assert_eq!(order, [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip]);
         assert_eq!(order.map(Encoding::ext), [".br", ".zst", ".gz"]);
         assert_eq!(order.map(Encoding::token), ["br", "zstd", "gzip"]);
-    }
-
-    #[test]
-    fn first_picks_preferred_coding_that_exists() {
-        let only_gz_on_disk = |e: Encoding| e == Encoding::Gzip;
-        assert_eq!(ALL.first(|_| true), Some(Encoding::Brotli));
-        assert_eq!(ALL.first(only_gz_on_disk), Some(Encoding::Gzip));
-        assert_eq!(BR.first(only_gz_on_disk), None);
-        assert_eq!(NONE.first(|_| true), None);
-        let mut asked = Vec::new();
-        GZIP.first(|e| {
-            asked.push(e);
-            false
-        });
-        assert_eq!(asked, [Encoding::Gzip], "only acceptable codings are looked up");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::date;
 use super::output::{Segment, Segments};
 use super::site::FileSite;
 use super::Shared;
+use crate::files::compress::Front;
 use crate::files::{Body, FileCache};
 use crate::http::head::Head;
 use crate::http::plan::{self, Payload, Plan, Policy};
@@ -38,6 +39,8 @@ pub struct Executor {
     /// the worker.
     pub segs: Segments,
     cache: FileCache,
+    /// This worker's handles to compressed representations.
+    front: Front,
     /// Which reload of the root `cache` serves from.
     root_generation: u64,
 }
@@ -48,6 +51,7 @@ pub fn policy(config: &crate::config::Config) -> Policy<'_> {
         dotfiles: config.dotfiles,
         listing: config.listing,
         precompressed: config.precompressed,
+        compress: config.compress,
         cors: config.cors,
         cache_control: config.cache_control.as_deref(),
         immutable: &config.immutable,
@@ -66,13 +70,16 @@ impl Executor {
             out: Vec::new(),
             segs: Segments::new(),
             cache: FileCache::new(config.root.clone(), config.follow_symlinks),
+            front: Front::default(),
             root_generation: 0,
         }
     }
 
-    /// Closes cached files not used lately.
-    pub fn purge_cache(&mut self) {
+    /// Closes cached files not used lately, and drops handles to compressed
+    /// representations the shared store evicted.
+    pub fn purge_cache(&mut self, shared: &Shared) {
         self.cache.purge();
+        self.front.sweep(&shared.compressed);
     }
 
     /// Plans the answer to `head` and queues it in `segs`; nothing is written here
@@ -83,9 +90,11 @@ impl Executor {
             self.cache.set_root(root);
         }
         test_hook(shared, head);
+        self.front.sweep(&shared.compressed);
         let policy = policy(&shared.config);
         let mut site = FileSite {
             cache: &mut self.cache,
+            front: &mut self.front,
             shared,
         };
         let plan = plan::plan(head, &mut site, &policy, shared.is_shutting_down());
@@ -140,6 +149,12 @@ impl Executor {
                 let got = bytes.get(from..to.min(bytes.len())).unwrap_or_default();
                 self.out.extend_from_slice(got);
                 Ok(len - got.len() as u64)
+            }
+            Body::Shared(blob) => {
+                // TODO(transport merge): a shared-bytes segment instead of a copy.
+                self.out
+                    .extend_from_slice(&blob[start as usize..(start + len) as usize]);
+                Ok(0)
             }
             Body::File(file) if len <= INLINE_BODY_MAX => {
                 let read = read_into(file, &mut self.out, start, len as usize)?;

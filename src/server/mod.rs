@@ -18,6 +18,7 @@ mod worker;
 
 use crate::clock;
 use crate::config::Config;
+use crate::files::compress::Store;
 use crate::files::Root;
 use crate::http::status::Status;
 use crate::http::wire;
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     /// request, a lock only once per reload.
     root: RwLock<Root>,
     root_generation: AtomicU64,
+    /// Compressed representations, shared by the workers (see `files::compress`).
+    pub compressed: Store,
 }
 
 impl Shared {
@@ -88,7 +91,21 @@ impl Shared {
     pub fn snapshot(&self) -> Option<Snapshot> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.log.send(Msg::Snapshot(tx)).ok()?;
-        rx.recv_timeout(Duration::from_secs(2)).ok()
+        let mut snapshot: Snapshot = rx.recv_timeout(Duration::from_secs(2)).ok()?;
+        snapshot.compression = self.compression_stats();
+        Some(snapshot)
+    }
+
+    fn compression_stats(&self) -> stats::CompressionStats {
+        let c = &self.compressed.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        stats::CompressionStats {
+            hits: load(&c.hits),
+            compressions: load(&c.misses),
+            resident_bytes: load(&c.resident),
+            evictions: load(&c.evictions),
+            refused: load(&c.refused),
+        }
     }
 
     /// Hands a connection that waits for its client to the idle watcher (or closes it
@@ -200,7 +217,11 @@ impl Server {
         let (parked_tx, parked_rx) = crossbeam_channel::unbounded();
         let (log_tx, log_rx) = crossbeam_channel::bounded(crate::limits::LOG_QUEUE);
         let root = config.root.clone();
+        // More compressions at once than cores would only queue for the CPU.
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let compressed = Store::new(config.compress_cache, cores.min(config.threads));
         let shared = Arc::new(Shared {
+            compressed,
             root: RwLock::new(root),
             root_generation: AtomicU64::new(0),
             config,
@@ -273,6 +294,7 @@ impl Server {
         // gets what is left of the grace period (and a little more) to catch up.
         let _ = shared.log.send(Msg::Stop);
         let mut snapshot = log_thread.join().unwrap_or_default();
+        snapshot.compression = shared.compression_stats();
         let unwritten = log_writer.finish(grace_end);
         report_log_losses(&snapshot, unwritten);
         snapshot.log_records_lost += unwritten;

@@ -2,16 +2,19 @@
 //! plus the server's own counters.
 
 use super::Shared;
+use crate::files::compress::{self, Front, Key};
 use crate::files::{dir, Body, FileCache, Found, Listing};
+use crate::http::encoding::Encoding;
 use crate::http::listing::{self, Format};
 use crate::http::meta::Missing;
-use crate::http::plan::{Page, Site};
+use crate::http::plan::{Page, Site, Source};
 use rustix::fd::OwnedFd;
 use std::rc::Rc;
 
 /// A worker's view of the root for one request.
 pub struct FileSite<'a> {
     pub cache: &'a mut FileCache,
+    pub front: &'a mut Front,
     pub shared: &'a Shared,
 }
 
@@ -48,6 +51,23 @@ impl Site for FileSite<'_> {
             len: page.len,
             etag: page.etag,
         })
+    }
+
+    /// Kept in the shared store (see `files::compress`), keyed by the identity of
+    /// the file version just found, or by a page's ETag.
+    fn compress(&mut self, source: &Source<'_>, body: &Body, len: u64, encoding: Encoding) -> Option<(u64, Body)> {
+        let (key, expected) = match *source {
+            Source::File(rel) => {
+                let id = self.cache.identity(rel)?;
+                (Key::File(id, encoding), Some(id))
+            }
+            Source::Page(etag) => (Key::Page(etag.to_string(), encoding), None),
+        };
+        let store = &self.shared.compressed;
+        let blob = self.front.get(store, key, len, || {
+            compress::encode(body, len, encoding, expected.as_ref())
+        })?;
+        Some((blob.len() as u64, Body::Shared(blob)))
     }
 
     fn counters(&mut self) -> Option<Vec<u8>> {

@@ -96,7 +96,7 @@ impl Worker<'_> {
             Err(TryRecvError::Empty) => self.log.flush(self.shared),
         }
         loop {
-            self.executor.purge_cache();
+            self.executor.purge_cache(self.shared);
             match self.jobs.recv_timeout(CACHE_IDLE) {
                 Ok(conn) => return Some(conn),
                 Err(RecvTimeoutError::Timeout) => {}

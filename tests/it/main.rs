@@ -2,6 +2,7 @@
 
 mod abuse;
 mod cli;
+mod compress;
 mod corpus;
 mod engine;
 mod files;

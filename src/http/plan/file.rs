@@ -3,12 +3,13 @@
 //! and ranges make of it.
 
 use super::{content_type, content_type_value, Found, Headers, Part, Payload, Plan, Planner, Refusal, Site, Value};
-use super::{FileRequest, PRECONDITION_FAILED};
+use super::{FileRequest, Source, PRECONDITION_FAILED};
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::encoding::{self, Encoding};
 use crate::http::meta::Meta;
 use crate::http::range::{self, ByteRange, RangeDecision};
 use crate::http::status::Status;
+use crate::limits::{COMPRESS_MAX_BYTES, COMPRESS_MIN_BYTES};
 
 /// What the conditionals and the range make of a representation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,12 @@ pub enum Decision {
     },
 }
 
+/// `CODING-LEVEL` of what the site's compression makes (`br-5`): part of the ETag
+/// of a compressed representation.
+pub fn compressed_tag(enc: Encoding) -> String {
+    format!("{}-{}", enc.token(), enc.level())
+}
+
 /// The bytes chosen to stand for a file, and what the response says about them.
 struct Representation<'r, B> {
     body: B,
@@ -57,6 +64,13 @@ struct Representation<'r, B> {
 
 impl<'p, S: Site> Planner<'_, 'p, S> {
     /// Step 9 of the module doc: the representation of the file `rel`.
+    ///
+    /// Which bytes stand for it, in order: a precompressed variant the client accepts
+    /// (`FILE.br`, `FILE.zst`, `FILE.gz`, best first by [`encoding::ranked`]); else,
+    /// for a compressible type between [`COMPRESS_MIN_BYTES`] and
+    /// [`COMPRESS_MAX_BYTES`], the file compressed by the site with the client's best
+    /// coding — except for a `Range` request, which gets the identity bytes (see
+    /// [`Planner::compressed`]); else the file itself.
     pub(super) fn representation(&mut self, rel: &str, meta: Meta, body: S::Body) -> Plan<'p, S::Body> {
         let mut rep = Representation {
             body,
@@ -65,11 +79,24 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             encoding: None,
             vary: false,
         };
+        let ranked = encoding::ranked(self.head.accept_encoding);
         if self.policy.precompressed {
-            self.negotiate(&mut rep);
+            self.negotiate(&mut rep, &ranked);
         }
-        let accept_encoding = self.head.accept_encoding;
-        if rep.encoding.is_none() && rep.vary && encoding::identity_refused(accept_encoding) {
+        let identity_refused = encoding::identity_refused(self.head.accept_encoding);
+        if rep.encoding.is_none() && self.may_compress(rel, meta.len) {
+            // The bytes sent depend on Accept-Encoding, identity included.
+            rep.vary = true;
+            let wanted = meta.len >= COMPRESS_MIN_BYTES || identity_refused;
+            let ranged = self.head.method == "GET" && self.head.range.is_some();
+            if let (true, false, Some(&enc)) = (wanted, ranged, ranked.first()) {
+                rep = match self.compressed(rep, enc) {
+                    Ok(plan) => return plan,
+                    Err(identity) => identity,
+                };
+            }
+        }
+        if rep.encoding.is_none() && rep.vary && identity_refused {
             let msg = "No acceptable encoding of this file exists.";
             let vary = vec![("Vary", Value::Str("Accept-Encoding"))];
             return self.refuse_with(Refusal::keep(Status::NotAcceptable, msg), vary);
@@ -87,10 +114,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             Decision::Full { len } => self.full(rep, v, len),
             Decision::Partial { range, len } => self.partial(rep, v, range, len),
             Decision::Multipart { ranges, len } => self.multipart(rep, v, &ranges, len),
-            Decision::NotModified => {
-                let headers = self.validator_headers(&rep, v, 5);
-                self.finish(Status::NotModified, headers, Payload::Empty)
-            }
+            Decision::NotModified => self.not_modified(&rep, v),
             Decision::PreconditionFailed => self.refuse(PRECONDITION_FAILED),
             Decision::RangeNotSatisfiable { len } => {
                 let cr = vec![("Content-Range", Value::Text(range::content_range_unsatisfied(len)))];
@@ -100,18 +124,69 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         }
     }
 
-    /// Picks `FILE.br`, `FILE.zst` or `FILE.gz`: the first in the server's order
-    /// ([`encoding::Acceptable::first`]) that the client accepts and the site has.
-    /// Each is looked up through the site, so a variant created or removed a moment
-    /// ago is seen. A client that accepts none of them (and does not refuse identity)
-    /// gets the file without a look: its response still says `Vary: Accept-Encoding`,
+    /// Whether the site may compress `rel` of `len` bytes: compression is on, its
+    /// type is [`encoding::compressible`], and it is not over the maximum.
+    pub(super) fn may_compress(&self, rel: &str, len: u64) -> bool {
+        self.policy.compress && len <= COMPRESS_MAX_BYTES && encoding::compressible(content_type(rel).0)
+    }
+
+    /// The file compressed with `enc`, as a whole (200, or 304/412 by its own
+    /// validators); `Err(rep)` when the site cannot compress it now (the caller sends
+    /// identity, still with `Vary`).
+    ///
+    /// Its ETag is the file's with `-CODING-LEVEL` added (RFC 9110 §8.8.3: a strong
+    /// validator per representation; the level is part of it, so servers compressing
+    /// differently never share a tag). Ranges are not applied to compressed bytes: a
+    /// `Range` request gets the identity representation (RFC 9110 §14 lets the
+    /// server pick the representation a range applies to; ranges of identity bytes
+    /// are what resuming clients such as curl `-C -` and browsers' media requests
+    /// expect, and a compressed body's ETag never matches an identity `If-Range`,
+    /// so a resumed download can never mix the two).
+    #[allow(clippy::result_large_err)]
+    fn compressed<'r>(
+        &mut self,
+        mut rep: Representation<'r, S::Body>,
+        enc: Encoding,
+    ) -> Result<Plan<'p, S::Body>, Representation<'r, S::Body>> {
+        let mut etag = rep.meta.etag();
+        etag.insert_str(etag.len() - 1, &format!("-{}", compressed_tag(enc)));
+        let v = Validators {
+            etag,
+            last_modified: crate::clock::http_date_clamp(rep.meta.mtime),
+        };
+        let req = FileRequest::from_head(self.head);
+        match conditional::evaluate(true, &req.conditionals, &v) {
+            Outcome::NotModified => {
+                rep.encoding = Some(enc);
+                return Ok(self.not_modified(&rep, v));
+            }
+            Outcome::PreconditionFailed => return Ok(self.refuse(PRECONDITION_FAILED)),
+            Outcome::Proceed => {}
+        }
+        let source = Source::File(rep.rel);
+        let Some((len, body)) = self.site.compress(&source, &rep.body, rep.meta.len, enc) else {
+            return Err(rep);
+        };
+        rep.body = body;
+        rep.encoding = Some(enc);
+        Ok(self.full(rep, v, len))
+    }
+
+    fn not_modified(&self, rep: &Representation<'_, S::Body>, v: Validators) -> Plan<'p, S::Body> {
+        let headers = self.validator_headers(rep, v, 5);
+        self.finish(Status::NotModified, headers, Payload::Empty)
+    }
+
+    /// Picks the precompressed variant: the first coding of `ranked` (the client's
+    /// best first) whose `FILE.br`, `FILE.zst` or `FILE.gz` the site has. Each is
+    /// looked up through the site, so a variant created or removed a moment ago is
+    /// seen. A client that accepts none of them (and does not refuse identity) gets
+    /// the file without a look: its response still says `Vary: Accept-Encoding`,
     /// since another client may be sent a variant (caddy does the same); when the
     /// variants were looked up, `Vary` says exactly whether one exists.
-    fn negotiate(&mut self, rep: &mut Representation<'_, S::Body>) {
+    fn negotiate(&mut self, rep: &mut Representation<'_, S::Body>, ranked: &[Encoding]) {
         let accept_encoding = self.head.accept_encoding;
-        let accepted = encoding::acceptable(accept_encoding);
-        let order = encoding::preference_order();
-        if !order.iter().any(|&e| accepted.accepts(e)) && !encoding::identity_refused(accept_encoding) {
+        if ranked.is_empty() && !encoding::identity_refused(accept_encoding) {
             rep.vary = true;
             return;
         }
@@ -119,20 +194,18 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             Ok(Found::File(meta, body)) => Some((meta, body)),
             _ => None,
         };
-        let mut chosen = None;
-        let picked = accepted.first(|enc| {
-            chosen = variant(enc);
-            chosen.is_some()
-        });
-        if let (Some(enc), Some((meta, body))) = (picked, chosen) {
-            rep.meta = meta;
-            rep.body = body;
-            rep.encoding = Some(enc);
-            rep.vary = true;
-        } else {
-            // Vary says whether a variant exists for some other client.
-            rep.vary = order.into_iter().any(|e| !accepted.accepts(e) && variant(e).is_some());
+        for &enc in ranked {
+            if let Some((meta, body)) = variant(enc) {
+                rep.meta = meta;
+                rep.body = body;
+                rep.encoding = Some(enc);
+                rep.vary = true;
+                return;
+            }
         }
+        // Vary says whether a variant exists for some other client.
+        let others = encoding::preference_order().into_iter().filter(|e| !ranked.contains(e));
+        rep.vary = others.into_iter().any(|e| variant(e).is_some());
     }
 
     /// Headers describing the representation, shared by 200, 206 and 304.

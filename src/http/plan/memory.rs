@@ -1,7 +1,8 @@
 //! A [`Site`] in memory, for property tests and the `plan` fuzz target: named files
 //! (all with one mtime), directories, and a FIFO at `fifo`.
 
-use super::{Found, Page, Site};
+use super::{Found, Page, Site, Source};
+use crate::http::encoding::Encoding;
 use crate::http::listing::Format;
 use crate::http::meta::{Kind, Meta, Missing};
 use crate::http::resolve;
@@ -61,6 +62,14 @@ impl Site for MemorySite {
             etag: format!("\"l-{}\"", body.len()),
             body,
         })
+    }
+
+    /// "Compresses" by tagging the bytes with the coding: `br:` + body.
+    fn compress(&mut self, _: &Source<'_>, body: &Vec<u8>, len: u64, encoding: Encoding) -> Option<(u64, Vec<u8>)> {
+        assert_eq!(len, body.len() as u64);
+        let mut out = format!("{}:", encoding.token()).into_bytes();
+        out.extend_from_slice(body);
+        Some((out.len() as u64, out))
     }
 
     fn counters(&mut self) -> Option<Vec<u8>> {

@@ -34,6 +34,7 @@ pub mod memory;
 mod tests;
 
 use crate::http::conditional::{self, Conditionals, Outcome, Validators};
+use crate::http::encoding::{self, Encoding};
 use crate::http::head::{self, Body as Framing, Head};
 use crate::http::html;
 use crate::http::listing::{self, Format};
@@ -41,6 +42,7 @@ use crate::http::meta::{Meta, Missing};
 use crate::http::resolve::{self, UrlPath};
 use crate::http::status::Status;
 use crate::http::wire::{self, Connection};
+use crate::limits::{COMPRESS_MAX_BYTES, COMPRESS_MIN_BYTES};
 use std::time::SystemTime;
 
 pub use file::plan_representation;
@@ -89,6 +91,29 @@ pub trait Site {
     fn listing(&mut self, dir: &Self::Dir, rel: &str, format: Format) -> Result<Page<Self::Body>, Missing>;
     /// The server's counters as JSON, if available.
     fn counters(&mut self) -> Option<Vec<u8>>;
+    /// `body` (the `len` bytes of what `source` names, as just found) compressed with
+    /// `encoding`: its length and bytes, kept so later requests do not compress again.
+    /// `None` when that is not possible now (the output would not be smaller, the
+    /// cache's byte bound is taken by responses in flight, or compression is busy):
+    /// the planner then sends the identity bytes.
+    fn compress(
+        &mut self,
+        source: &Source<'_>,
+        body: &Self::Body,
+        len: u64,
+        encoding: Encoding,
+    ) -> Option<(u64, Self::Body)>;
+}
+
+/// What a body to compress is, so the site can key what it keeps: a file by its path
+/// (the site knows the identity of the version it just found), a generated page by
+/// its strong ETag (computed from its bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// The file at this path relative to the root.
+    File(&'a str),
+    /// A generated page with this ETag.
+    Page(&'a str),
 }
 
 /// The configuration's HTTP settings (built from `Config` by the server).
@@ -100,6 +125,8 @@ pub struct Policy<'c> {
     pub listing: bool,
     /// Serve precompressed variants (`FILE.br`, `FILE.zst`, `FILE.gz`).
     pub precompressed: bool,
+    /// Compress compressible types on the fly (see [`file`]).
+    pub compress: bool,
     /// CORS headers and preflight answers.
     pub cors: bool,
     /// `Cache-Control` for files that match no immutable pattern.
@@ -123,6 +150,7 @@ impl Default for Policy<'_> {
             dotfiles: false,
             listing: true,
             precompressed: true,
+            compress: true,
             cors: false,
             cache_control: None,
             immutable: &[],
@@ -318,13 +346,23 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     }
 
     /// A listing, with its ETag from its bytes: `If-None-Match` and `If-Match` apply
-    /// (RFC 9110 §13.1.1, §13.1.2; see [`listing_outcome`]).
+    /// (RFC 9110 §13.1.1, §13.1.2; see [`listing_outcome`]). Listings are compressed
+    /// like files (a tag per coding, `Vary: Accept, Accept-Encoding`).
     fn listing(&mut self, dir: &S::Dir, rel: &str, format: Format) -> Plan<'p, S::Body> {
         let page = match self.site.listing(dir, rel, format) {
             Ok(page) => page,
             Err(m) => return self.refuse(refusal_for(m)),
         };
-        let status = match listing_outcome(&FileRequest::from_head(self.head), &page.etag) {
+        let compressible = self.policy.compress && (COMPRESS_MIN_BYTES..=COMPRESS_MAX_BYTES).contains(&page.len);
+        let chosen = match encoding::ranked(self.head.accept_encoding).first() {
+            Some(&enc) if compressible => self.compressed_page(&page, enc),
+            _ => None,
+        };
+        let (etag, len, body, coding) = match chosen {
+            Some((etag, len, body, enc)) => (etag, len, body, Some(enc)),
+            None => (page.etag, page.len, page.body, None),
+        };
+        let status = match listing_outcome(&FileRequest::from_head(self.head), &etag) {
             Outcome::Proceed => Status::Ok,
             Outcome::NotModified => Status::NotModified,
             Outcome::PreconditionFailed => return self.refuse(PRECONDITION_FAILED),
@@ -332,20 +370,39 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         let mut headers = Headers::with_capacity(8);
         if status == Status::Ok {
             headers.push(("Content-Type", Value::Str(format.content_type())));
-            headers.push(("Content-Length", Value::Num(page.len)));
+            headers.push(("Content-Length", Value::Num(len)));
         }
-        headers.push(("ETag", Value::Text(page.etag)));
-        headers.push(("Vary", Value::Str("Accept")));
+        headers.push(("ETag", Value::Text(etag)));
+        let vary = if compressible {
+            "Accept, Accept-Encoding"
+        } else {
+            "Accept"
+        };
+        headers.push(("Vary", Value::Str(vary)));
+        if let (Some(enc), Status::Ok) = (coding, status) {
+            headers.push(("Content-Encoding", Value::Str(enc.token())));
+        }
         let body = if status == Status::Ok && !self.head_only() {
-            Payload::Slice {
-                body: page.body,
-                start: 0,
-                len: page.len,
-            }
+            Payload::Slice { body, start: 0, len }
         } else {
             Payload::Empty
         };
         self.finish(status, headers, body)
+    }
+
+    /// `page` compressed with `enc`: its tag, length and bytes. A request whose
+    /// `If-None-Match` already names that tag needs no bytes (the 304 is planned by
+    /// the caller), so nothing is compressed for it.
+    fn compressed_page(&mut self, page: &Page<S::Body>, enc: Encoding) -> Option<(String, u64, S::Body, Encoding)> {
+        let mut etag = page.etag.clone();
+        etag.insert_str(etag.len() - 1, &format!("-{}", file::compressed_tag(enc)));
+        if listing_outcome(&FileRequest::from_head(self.head), &etag) == Outcome::NotModified {
+            return Some((etag, 0, page.body.clone(), enc));
+        }
+        let (len, body) = self
+            .site
+            .compress(&Source::Page(&page.etag), &page.body, page.len, enc)?;
+        Some((etag, len, body, enc))
     }
 
     /// A miss (step 6): not found, or the status of why the site could not look.

@@ -224,6 +224,14 @@ impl Site for MapSite {
         })
     }
 
+    /// "Compresses" by tagging the bytes with the coding: `br:` + body.
+    fn compress(&mut self, _: &Source<'_>, body: &Vec<u8>, len: u64, encoding: Encoding) -> Option<(u64, Vec<u8>)> {
+        assert_eq!(len, body.len() as u64);
+        let mut out = format!("{}:", encoding.token()).into_bytes();
+        out.extend_from_slice(body);
+        Some((out.len() as u64, out))
+    }
+
     fn counters(&mut self) -> Option<Vec<u8>> {
         Some(b"{\"requests\":1}".to_vec())
     }
@@ -440,6 +448,15 @@ fn precompressed_variants_and_their_validators() {
     );
     assert_eq!(plan.header("content-encoding"), None);
 
+    let no_compression = Policy { compress: false, ..p };
+    let (_, _, _, plan) = run(
+        Head {
+            accept_encoding: Some("zstd"),
+            ..get("/a.txt")
+        },
+        &no_compression,
+    );
+    assert_eq!(plan.header("vary"), None, "looked up and no variant exists");
     let (_, _, _, plan) = run(
         Head {
             accept_encoding: Some("zstd"),
@@ -447,17 +464,25 @@ fn precompressed_variants_and_their_validators() {
         },
         &p,
     );
-    assert_eq!(plan.header("vary"), None, "looked up and no variant exists");
-
-    let (status, _, _, plan) = run(
-        Head {
-            accept_encoding: Some("zstd, identity;q=0"),
-            ..get("/app.js")
-        },
-        &p,
+    assert_eq!(
+        plan.header("vary").as_deref(),
+        Some("Accept-Encoding"),
+        "text may be compressed on the fly: it varies"
     );
+
+    let refuses_identity = Head {
+        accept_encoding: Some("zstd, identity;q=0"),
+        ..get("/app.js")
+    };
+    let (status, _, _, plan) = run(refuses_identity.clone(), &no_compression);
     assert_eq!(status, 406);
     assert_eq!(plan.header("vary").as_deref(), Some("Accept-Encoding"));
+    let (status, text, _, _) = run(refuses_identity, &p);
+    assert_eq!(
+        (status, text.as_str()),
+        (200, "zstd:let x = 1;"),
+        "compressed on the fly instead"
+    );
 
     let (_, text, _, _) = run(
         ae("br"),
@@ -602,4 +627,62 @@ fn write_head_serialises_in_order_with_the_given_date() {
         "{text}"
     );
     assert!(text.ends_with("Connection: close\r\n\r\n"), "{text}");
+}
+
+#[test]
+fn on_the_fly_compression_is_planned_with_its_own_validator() {
+    let css = "a { color: red }\n".repeat(100);
+    let mut s = MapSite::new(&[("big.css", css.as_str()), ("big.png", css.as_str())], &[]);
+    let p = Policy::default();
+    let ae = |v: &'static str, t: &'static str| Head {
+        accept_encoding: Some(v),
+        ..get(t)
+    };
+    let plan_of = |s: &mut MapSite, h: Head<'static>, p: &Policy<'static>| {
+        let plan = super::plan(&h, s, p, false);
+        (
+            plan.status.code(),
+            String::from_utf8_lossy(&body(&plan)).into_owned(),
+            plan,
+        )
+    };
+    let (status, text, plan) = plan_of(&mut s, ae("gzip;q=0.5, zstd", "/big.css"), &p);
+    assert_eq!((status, &text[..5]), (200, "zstd:"), "the highest q wins");
+    assert_eq!(plan.header("content-encoding").as_deref(), Some("zstd"));
+    assert_eq!(plan.header("content-length"), Some(text.len().to_string()));
+    let etag = plan.header("etag").unwrap();
+    assert!(
+        etag.ends_with(&format!("-zstd-{}\"", crate::limits::ZSTD_LEVEL)),
+        "{etag}"
+    );
+    let etag: &'static str = Box::leak(etag.into_boxed_str());
+    let (status, _, plan) = plan_of(
+        &mut s,
+        Head {
+            if_none_match: Some(etag),
+            ..ae("zstd", "/big.css")
+        },
+        &p,
+    );
+    assert_eq!(status, 304);
+    assert_eq!(plan.header("vary").as_deref(), Some("Accept-Encoding"));
+    let (status, text, plan) = plan_of(
+        &mut s,
+        Head {
+            range: Some("bytes=0-1"),
+            ..ae("zstd", "/big.css")
+        },
+        &p,
+    );
+    assert_eq!((status, text.as_str()), (206, "a "), "ranges apply to identity bytes");
+    assert_eq!(plan.header("content-encoding"), None);
+    let (_, text, plan) = plan_of(&mut s, ae("zstd", "/big.png"), &p);
+    assert_eq!(
+        (plan.header("vary"), text.len()),
+        (None, css.len()),
+        "images are never compressed"
+    );
+    let off = Policy { compress: false, ..p };
+    let (_, _, plan) = plan_of(&mut s, ae("zstd", "/big.css"), &off);
+    assert_eq!((plan.header("vary"), plan.header("content-encoding")), (None, None));
 }
