@@ -3,10 +3,12 @@
 
 use crate::files::Root;
 use crate::limits;
+use crate::tls::{Tls, TlsFiles};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Worker threads per CPU when `--threads` is not given. Measured with wrk on 2 cores
@@ -85,6 +87,14 @@ pub struct Cli {
     /// under it; 0 keeps nothing, so nothing is compressed on the fly.
     #[arg(long, env = "THREADSERVE_COMPRESS_CACHE", value_name = "BYTES", value_parser = parse_bytes, default_value_t = FlagBytes(limits::COMPRESS_CACHE_BYTES))]
     pub compress_cache: FlagBytes,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, env = "THREADSERVE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1; not encrypted).
+    #[arg(long, env = "THREADSERVE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// Cache-Control value sent with every file (e.g. "public, max-age=3600").
     #[arg(long, env = "THREADSERVE_CACHE_CONTROL", value_name = "VALUE")]
@@ -242,6 +252,20 @@ fn parse_at_most(s: &str, max: Duration, why: &str) -> Result<FlagDuration, Stri
     Ok(FlagDuration(d))
 }
 
+/// The HTTPS set-up from `--tls-cert` and `--tls-key`: both or neither.
+fn tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<Arc<Tls>>, ConfigError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Tls::new(TlsFiles { cert, key })
+            .map(|t| Some(Arc::new(t)))
+            .map_err(|e| ConfigError(e.0)),
+        (Some(_), None) => Err(ConfigError(
+            "--tls-cert needs --tls-key (the certificate's private key)".into(),
+        )),
+        (None, Some(_)) => Err(ConfigError("--tls-key needs --tls-cert (the certificate chain)".into())),
+    }
+}
+
 /// A size flag: bytes, or a number with a `K`, `M` or `G` suffix (powers of 1024),
 /// shown the same way so `--help` prints defaults taken from [`limits`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,6 +364,8 @@ pub struct Config {
     pub precompressed: bool,
     /// Compress on the fly.
     pub compress: bool,
+    /// HTTPS: the certificate and rustls configuration (`None`: plain HTTP).
+    pub tls: Option<Arc<Tls>>,
     /// Bytes of compressed representations kept across workers.
     pub compress_cache: u64,
     /// Cache-Control for files not matching an immutable pattern.
@@ -391,6 +417,7 @@ impl Config {
             precompressed: true,
             compress: true,
             compress_cache: limits::COMPRESS_CACHE_BYTES,
+            tls: None,
             cache_control: None,
             immutable: Vec::new(),
             not_found_page: None,
@@ -498,6 +525,7 @@ impl Cli {
         config.cors = self.cors;
         config.headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
         cors_conflict(&config.headers, self.cors)?;
+        config.tls = tls(self.tls_cert, self.tls_key)?;
         Ok(config)
     }
 }

@@ -28,3 +28,4 @@ pub mod limits;
 pub mod log_writer;
 pub mod server;
 pub mod stats;
+pub mod tls;

@@ -42,6 +42,10 @@ fn serve(cli: Cli) -> Result<(), String> {
     let resolution = config.root.describe();
     let max_connections = config.limits.max_connections;
     let warnings = config.warnings();
+    let (scheme, tls) = match &config.tls {
+        Some(tls) => ("https", Some(tls.describe())),
+        None => ("http", None),
+    };
     let server = Server::bind(config).map_err(|e| e.to_string())?;
     // After bind, so a start-up error stays the only line on stderr.
     for warning in warnings {
@@ -51,11 +55,14 @@ fn serve(cli: Cli) -> Result<(), String> {
     handle_signals(server.handle())?;
     let addr = server.local_addr();
     println!(
-        "threadserve serving {root} at http://{} with {threads} worker threads",
+        "threadserve serving {root} at {scheme}://{} with {threads} worker threads",
         display_addr(addr)
     );
     let _ = std::io::stdout().flush();
     log::info!("root {resolution}");
+    if let Some(tls) = tls {
+        log::info!("TLS certificate: {tls}");
+    }
     server.run().map_err(|e| e.to_string())?;
     Ok(())
 }

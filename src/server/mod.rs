@@ -197,6 +197,9 @@ impl Handle {
     /// finish from the files they opened). Logs what it did.
     pub fn reload(&self) {
         self.shared.reopen_root();
+        if let Some(tls) = &self.shared.config.tls {
+            tls.reload();
+        }
     }
 
     /// The current counters, or `None` if the logger has stopped.

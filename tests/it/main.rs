@@ -11,4 +11,5 @@ mod http;
 mod props;
 mod semantics;
 mod support;
+mod tls;
 mod trust;
