@@ -20,6 +20,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod files;

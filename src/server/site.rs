@@ -3,6 +3,7 @@
 
 use super::Shared;
 use crate::files::{dir, Body, FileCache, Found, Listing};
+use crate::http::auth::Verdict;
 use crate::http::listing::{self, Format};
 use crate::http::meta::Missing;
 use crate::http::plan::{Page, Site};
@@ -48,6 +49,14 @@ impl Site for FileSite<'_> {
             len: page.len,
             etag: page.etag,
         })
+    }
+
+    /// Checks with the `--auth-file` users (cached, and bounded: see `crate::auth`).
+    fn authorize(&mut self, user: &str, password: &str) -> Verdict {
+        match &self.shared.config.auth {
+            Some(auth) => auth.verify(user, password),
+            None => Verdict::Denied,
+        }
     }
 
     fn counters(&mut self) -> Option<Vec<u8>> {
