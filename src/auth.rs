@@ -16,7 +16,6 @@
 //!   `Retry-After` at once. So wrong passwords, however many, keep at most that many
 //!   workers (and CPUs) busy; cached credentials pass without a slot.
 
-use crate::config::ConfigError;
 use crate::http::auth::Verdict;
 use crate::limits;
 use std::collections::{HashMap, HashSet};
@@ -51,23 +50,23 @@ pub fn max_checks() -> usize {
 
 impl Authenticator {
     /// Reads and checks an htpasswd file (see [`Authenticator::parse`]).
-    pub fn load(path: &Path) -> Result<Authenticator, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read --auth-file {}: {e}", path.display())))?;
+    pub fn load(path: &Path) -> Result<Authenticator, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read --auth-file {}: {e}", path.display()))?;
         Authenticator::parse(&text, &path.display().to_string())
     }
 
     /// Parses `user:hash` lines (blank lines and `#` comments skipped). Every hash must
     /// be bcrypt (`$2y$`, `$2b$`, `$2a$`, as `htpasswd -B` writes): any other format,
     /// and a plaintext password, is an error naming the line (never its content).
-    pub fn parse(text: &str, name: &str) -> Result<Authenticator, ConfigError> {
+    pub fn parse(text: &str, name: &str) -> Result<Authenticator, String> {
         let mut users = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let at = |why: String| ConfigError(format!("--auth-file {name} line {}: {why}", i + 1));
+            let at = |why: String| format!("--auth-file {name} line {}: {why}", i + 1);
             let (user, hash) = line.split_once(':').ok_or_else(|| at("expected 'user:hash'".into()))?;
             if user.is_empty() {
                 return Err(at("the user name is empty".into()));
@@ -81,7 +80,7 @@ impl Authenticator {
             .values()
             .max_by_key(|h| cost(h))
             .cloned()
-            .ok_or_else(|| ConfigError(format!("--auth-file {name} lists no users")))?;
+            .ok_or_else(|| format!("--auth-file {name} lists no users"))?;
         Ok(Authenticator {
             users,
             dummy,
@@ -221,7 +220,7 @@ mod tests {
         ];
         for (line, why) in refused {
             let text = file(&[format!("ok:{hash}"), "# c".into(), line.into()]);
-            let err = Authenticator::parse(&text, "f").unwrap_err().to_string();
+            let err = Authenticator::parse(&text, "f").unwrap_err();
             assert!(err.contains("line 3") && err.contains(why), "{line}: {err}");
             assert!(!err.contains("secret"), "the line's content is never echoed: {err}");
         }

@@ -495,7 +495,7 @@ impl Cli {
             cors_conflict(&rule.headers, self.cors)?;
         }
         if let Some(path) = &self.auth_file {
-            config.auth = Some(Arc::new(Authenticator::load(path)?));
+            config.auth = Some(Arc::new(Authenticator::load(path).map_err(ConfigError)?));
         } else if self.rules.iter().any(|r| r.auth.is_some()) {
             return Err(ConfigError(
                 "a [[rule]] sets auth, but no --auth-file gives the users".into(),

@@ -30,7 +30,7 @@
 //!    Only an `index.html` that does not exist leads to a listing (or, with
 //!    `--no-listing`, to not found); one that exists and cannot be served is 403.
 //! 10. Not found: the `--fallback` file (served as a file, 200), the `--404` page (its
-//!    bytes with status 404, no validators), or the default page.
+//!     bytes with status 404, no validators), or the default page.
 //! 11. A file's representation ([`file`]): the precompressed variant, 406, the
 //!     validators, preconditions (RFC 9110 §13.2.2) and ranges (§14). A rule's
 //!     `cache-control` replaces `--cache-control` and `--immutable-pattern` on

@@ -702,14 +702,15 @@ fn rules_table() {
     assert!(s.looked_up.is_empty(), "a redirect is decided before any lookup");
 }
 
+const GOOD: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
+const WRONG: &str = "Basic YWxpY2U6d3Jvbmc="; // alice:wrong
+const UNKNOWN: &str = "Basic Ym9iOnNlY3JldA=="; // bob:secret
+const BUSY: &str = "Basic YnVzeTp4"; // busy:x
+
 /// Basic auth over the in-memory site: right, wrong, missing, malformed, unknown
 /// user, busy; auth by default or only where rules say; the stats path.
 #[test]
 fn auth_table() {
-    const GOOD: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
-    const WRONG: &str = "Basic YWxpY2U6d3Jvbmc="; // alice:wrong
-    const UNKNOWN: &str = "Basic Ym9iOnNlY3JldA=="; // bob:secret
-    const BUSY: &str = "Basic YnVzeTp4"; // busy:x
     let everywhere = AuthPolicy {
         challenge: "Basic realm=\"r\"",
         by_default: true,
@@ -769,6 +770,19 @@ fn auth_table() {
             assert_eq!(plan.header("retry-after").as_deref(), Some("1"));
         }
     }
+}
+
+/// A wrong password and an unknown user get the same page; without credentials
+/// nothing is checked and nothing looked up.
+#[test]
+fn auth_gives_no_hint_and_checks_nothing_without_credentials() {
+    let all = Policy {
+        auth: Some(AuthPolicy {
+            challenge: "Basic realm=\"r\"",
+            by_default: true,
+        }),
+        ..Policy::default()
+    };
     let (_, wrong, _, _) = run(with_auth(get("/a.txt"), WRONG), &all);
     let (_, unknown, _, _) = run(with_auth(get("/a.txt"), UNKNOWN), &all);
     assert_eq!(wrong, unknown, "no hint whether the user exists");
