@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod config_file;
 pub mod files;
 pub mod http;
 pub mod limits;
