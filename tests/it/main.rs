@@ -1,7 +1,9 @@
 //! Integration tests: a real server on 127.0.0.1:0 and real sockets.
 
 mod abuse;
+mod auth;
 mod cli;
+mod config_file;
 mod corpus;
 mod engine;
 mod files;
