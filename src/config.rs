@@ -1,7 +1,9 @@
 //! Command line (clap, every flag also read from a `THREADSERVE_*` variable) and the
 //! validated [`Config`] the server runs with.
 
+use crate::auth::Authenticator;
 use crate::files::Root;
+use crate::http::rules::Rule;
 use crate::limits;
 use crate::tls::{Tls, TlsFiles};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -175,6 +177,30 @@ pub struct Cli {
     /// Time in-flight responses get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "THREADSERVE_GRACE_PERIOD", value_parser = parse_timeout, default_value_t = FlagDuration(limits::GRACE_PERIOD))]
     pub grace_period: FlagDuration,
+
+    /// Read settings from this TOML file: each key is a flag's long name
+    /// (threads = 8, header = ["X-A: b"]), plus [[rule]] tables. Precedence: default <
+    /// file < environment < command line.
+    #[arg(long, env = "THREADSERVE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Check the flags, environment and --config file, print the effective settings
+    /// and exit without serving.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Require HTTP basic auth: an htpasswd file of bcrypt hashes (htpasswd -B). Every
+    /// path needs it, or only the paths the config file's rules name (auth = true).
+    #[arg(long, env = "THREADSERVE_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+
+    /// Realm named in the 401 challenge.
+    #[arg(long, env = "THREADSERVE_AUTH_REALM", value_name = "TEXT", default_value = limits::AUTH_REALM)]
+    pub auth_realm: String,
+
+    /// The config file's [[rule]] tables (none come from the command line).
+    #[arg(skip)]
+    pub rules: Vec<Rule>,
 
     /// A subcommand instead of serving.
     #[command(subcommand)]
@@ -380,6 +406,12 @@ pub struct Config {
     pub cors: bool,
     /// Extra response headers.
     pub headers: Vec<(String, String)>,
+    /// Per-path rules, in file order.
+    pub rules: Vec<Rule>,
+    /// The users of `--auth-file`, if set.
+    pub auth: Option<Arc<Authenticator>>,
+    /// The `WWW-Authenticate` value (from `--auth-realm`).
+    pub auth_challenge: String,
     /// Test hook: a request for exactly this path panics inside the worker.
     #[doc(hidden)]
     pub panic_path: Option<String>,
@@ -424,6 +456,9 @@ impl Config {
             fallback: None,
             cors: false,
             headers: Vec::new(),
+            rules: Vec::new(),
+            auth: None,
+            auth_challenge: crate::http::auth::challenge(limits::AUTH_REALM),
             panic_path: None,
         }
     }
@@ -487,17 +522,7 @@ impl Cli {
         let mut config = Config::new(root);
         config.bind = resolve_bind(&self.bind, self.port)?;
         config.threads = self.threads.map_or_else(default_threads, usize::from);
-        config.limits = Limits {
-            head_timeout: self.head_timeout.0,
-            idle_timeout: self.idle_timeout.0,
-            write_timeout: self.write_timeout.0,
-            linger: self.linger.0,
-            max_head_bytes: self.max_head_bytes,
-            max_headers: self.max_headers,
-            max_connections: self.max_connections,
-            queue_depth: self.queue_depth,
-            grace_period: self.grace_period.0,
-        };
+        config.limits = self.limits();
         config.dotfiles = self.dotfiles;
         config.follow_symlinks = self.follow_symlinks;
         config.listing = !self.no_listing;
@@ -506,9 +531,8 @@ impl Cli {
         config.precompressed = self.precompressed;
         config.compress = self.compress && self.compress_cache.0 > 0;
         config.compress_cache = self.compress_cache.0;
-        config.cache_control = self
-            .cache_control
-            .map(|v| header_value(&v, "--cache-control"))
+        config.cache_control = (self.cache_control.as_deref())
+            .map(|v| header_value(v, "--cache-control"))
             .transpose()?;
         config.immutable = self
             .immutable_pattern
@@ -525,14 +549,48 @@ impl Cli {
         config.cors = self.cors;
         config.headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
         cors_conflict(&config.headers, self.cors)?;
+        self.auth_and_rules(&mut config)?;
         config.tls = tls(self.tls_cert, self.tls_key)?;
         Ok(config)
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            head_timeout: self.head_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            write_timeout: self.write_timeout.0,
+            linger: self.linger.0,
+            max_head_bytes: self.max_head_bytes,
+            max_headers: self.max_headers,
+            max_connections: self.max_connections,
+            queue_depth: self.queue_depth,
+            grace_period: self.grace_period.0,
+        }
+    }
+
+    /// `--auth-file`, `--auth-realm` and the rules (their headers checked against
+    /// `--cors` like `-H`; `auth` in a rule needs an `--auth-file`).
+    fn auth_and_rules(&self, config: &mut Config) -> Result<(), ConfigError> {
+        for rule in &self.rules {
+            cors_conflict(&rule.headers, self.cors)?;
+        }
+        if let Some(path) = &self.auth_file {
+            config.auth = Some(Arc::new(Authenticator::load(path).map_err(ConfigError)?));
+        } else if self.rules.iter().any(|r| r.auth.is_some()) {
+            return Err(ConfigError(
+                "a [[rule]] sets auth, but no --auth-file gives the users".into(),
+            ));
+        }
+        let realm = header_value(&self.auth_realm, "--auth-realm")?;
+        config.auth_challenge = crate::http::auth::challenge(&realm);
+        config.rules = self.rules.clone();
+        Ok(())
     }
 }
 
 /// Checks a header value has no line breaks or other control characters (HTAB is
 /// allowed, RFC 9110 §5.5).
-fn header_value(v: &str, flag: &str) -> Result<String, ConfigError> {
+pub(crate) fn header_value(v: &str, flag: &str) -> Result<String, ConfigError> {
     if v.chars().any(|c| c.is_control() && c != '\t') {
         return Err(ConfigError(format!(
             "{flag} value {v:?} must not contain a line break or other control character"
@@ -575,6 +633,8 @@ pub const RESERVED_HEADERS: &[(&str, &str)] = &[
         "Cache-Control",
         "it is set per file: use --cache-control or --immutable-pattern",
     ),
+    ("WWW-Authenticate", "it is computed per 401 (--auth-realm)"),
+    ("Retry-After", "it is computed per 503 and 429"),
 ];
 
 /// Parses `Name: value` from `--header`: the name an RFC 9110 token not in

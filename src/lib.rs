@@ -20,8 +20,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod config_file;
 pub mod files;
 pub mod http;
 pub mod limits;

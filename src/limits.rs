@@ -191,3 +191,16 @@ pub const COMPRESS_WAIT: Duration = Duration::from_secs(2);
 /// cache (its lock-free front); entries the shared cache evicted are dropped at
 /// their next use.
 pub const COMPRESS_FRONT_ENTRIES: usize = 1024;
+/// Credentials that passed a bcrypt check and are remembered (as keyed hashes), so a
+/// logged-in client does not pay the check per request. When full, the cache starts
+/// over: its clients each pay one check again. 4,096 entries of 16 bytes.
+pub const AUTH_CACHE_ENTRIES: usize = 4096;
+
+/// One bcrypt check may run at once per this many CPUs (at least one). A check costs
+/// tens of milliseconds of CPU; credentials that are not cached and find every slot
+/// taken get 429 at once instead of waiting on a worker, so a flood of wrong passwords
+/// takes at most half the CPUs, and never every worker of the pool.
+pub const AUTH_CHECK_CPUS: usize = 2;
+
+/// The realm `WWW-Authenticate` names when `--auth-realm` is not given.
+pub const AUTH_REALM: &str = "threadserve";

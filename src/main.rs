@@ -1,12 +1,12 @@
 //! The `threadserve` command: parse flags, bind, serve until SIGTERM/SIGINT (SIGHUP
 //! asks for a reload; SIGUSR1 and SIGUSR2 are ignored).
 
-use clap::Parser;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
-use threadserve::config::{self, Cli, Command};
+use threadserve::config::{self, Command};
+use threadserve::config_file::{self, Loaded};
 use threadserve::server::{Handle, Server};
 
 /// Allocations at least this large are always mmap'd and returned to the OS when
@@ -22,11 +22,20 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    let cli = Cli::parse();
-    if let Some(Command::Healthcheck { bind, port, path }) = &cli.command {
+    let loaded = match config_file::parse(std::env::args_os().collect()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("threadserve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Healthcheck { bind, port, path }) = &loaded.cli.command {
         return healthcheck(bind, *port, path);
     }
-    match serve(cli) {
+    if loaded.cli.check_config {
+        return check_config(loaded);
+    }
+    match serve(loaded) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("threadserve: {message}");
@@ -35,8 +44,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cli: Cli) -> Result<(), String> {
-    let config = cli.into_config().map_err(|e| e.to_string())?;
+/// `--check-config`: validates everything serving would, prints the effective
+/// settings (each with where it came from) and exits.
+fn check_config(loaded: Loaded) -> ExitCode {
+    let report = loaded.report();
+    match loaded.into_config() {
+        Ok(config) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{report}");
+            for warning in config.warnings() {
+                let _ = writeln!(out, "# warning: {warning}");
+            }
+            let _ = writeln!(out, "# the configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("threadserve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(loaded: Loaded) -> Result<(), String> {
+    let config = loaded.into_config().map_err(|e| e.to_string())?;
     let threads = config.threads;
     let root = config.root.path().display().to_string();
     let resolution = config.root.describe();

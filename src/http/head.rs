@@ -66,6 +66,8 @@ pub struct Head<'b> {
     pub referer: Option<&'b str>,
     /// `User-Agent`, for the access log.
     pub user_agent: Option<&'b str>,
+    /// `Authorization` (basic auth). Never copied into the access-log record.
+    pub authorization: Option<&'b str>,
 }
 
 impl Head<'_> {
@@ -319,6 +321,7 @@ fn match_slot<'h, 'b>(head: &'h mut Head<'b>, name: &str) -> Option<&'h mut Opti
         8 if name.eq_ignore_ascii_case("if-range") => &mut head.if_range,
         10 if name.eq_ignore_ascii_case("user-agent") => &mut head.user_agent,
         13 if name.eq_ignore_ascii_case("if-none-match") => &mut head.if_none_match,
+        13 if name.eq_ignore_ascii_case("authorization") => &mut head.authorization,
         15 if name.eq_ignore_ascii_case("accept-encoding") => &mut head.accept_encoding,
         17 if name.eq_ignore_ascii_case("if-modified-since") => &mut head.if_modified_since,
         19 if name.eq_ignore_ascii_case("if-unmodified-since") => &mut head.if_unmodified_since,

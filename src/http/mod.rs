@@ -10,6 +10,7 @@
 //! [`encoding`] negotiation and [`listing`] rendering; [`wire`] serialises the head.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod conditional;
 pub mod encoding;
 pub mod head;
@@ -19,5 +20,6 @@ pub mod meta;
 pub mod plan;
 pub mod range;
 pub mod resolve;
+pub mod rules;
 pub mod status;
 pub mod wire;

@@ -12,7 +12,7 @@ use super::Shared;
 use crate::files::compress::Front;
 use crate::files::{Body, FileCache};
 use crate::http::head::Head;
-use crate::http::plan::{self, Payload, Plan, Policy};
+use crate::http::plan::{self, AuthPolicy, Payload, Plan, Policy};
 use crate::http::status::Status;
 use crate::limits::INLINE_BODY_MAX;
 use std::fs::File;
@@ -59,6 +59,11 @@ pub fn policy(config: &crate::config::Config) -> Policy<'_> {
         fallback: config.fallback.as_deref(),
         not_found_page: config.not_found_page.as_deref(),
         stats_path: config.stats_path.as_deref(),
+        rules: &config.rules,
+        auth: config.auth.as_ref().map(|_| AuthPolicy {
+            challenge: &config.auth_challenge,
+            by_default: !config.rules.iter().any(|r| r.auth == Some(true)),
+        }),
     }
 }
 

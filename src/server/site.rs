@@ -4,6 +4,7 @@
 use super::Shared;
 use crate::files::compress::{self, Front, Key};
 use crate::files::{dir, Body, FileCache, Found, Listing};
+use crate::http::auth::Verdict;
 use crate::http::encoding::Encoding;
 use crate::http::listing::{self, Format};
 use crate::http::meta::Missing;
@@ -68,6 +69,14 @@ impl Site for FileSite<'_> {
             compress::encode(body, len, encoding, expected.as_ref())
         })?;
         Some((blob.len() as u64, Body::Shared(blob)))
+    }
+
+    /// Checks with the `--auth-file` users (cached, and bounded: see `crate::auth`).
+    fn authorize(&mut self, user: &str, password: &str) -> Verdict {
+        match &self.shared.config.auth {
+            Some(auth) => auth.verify(user, password),
+            None => Verdict::Denied,
+        }
     }
 
     fn counters(&mut self) -> Option<Vec<u8>> {

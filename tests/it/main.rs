@@ -1,8 +1,10 @@
 //! Integration tests: a real server on 127.0.0.1:0 and real sockets.
 
 mod abuse;
+mod auth;
 mod cli;
 mod compress;
+mod config_file;
 mod corpus;
 mod engine;
 mod files;

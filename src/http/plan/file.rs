@@ -213,11 +213,11 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         let mut headers = Headers::with_capacity(room + 4 + self.policy.headers.len());
         headers.push(("Last-Modified", Value::Date(v.last_modified)));
         headers.push(("ETag", Value::Text(v.etag)));
-        let immutable = self.policy.immutable.iter().any(|p| p.matches(rep.rel));
-        let cache = if immutable {
-            Some("public, max-age=31536000, immutable")
-        } else {
-            self.policy.cache_control
+        let immutable = || self.policy.immutable.iter().any(|p| p.matches(rep.rel));
+        let cache = match self.rule.cache_control {
+            Some(cc) => Some(cc),
+            None if immutable() => Some("public, max-age=31536000, immutable"),
+            None => self.policy.cache_control,
         };
         if let Some(cc) = cache {
             headers.push(("Cache-Control", Value::Str(cc)));

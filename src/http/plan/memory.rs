@@ -2,6 +2,7 @@
 //! (all with one mtime), directories, and a FIFO at `fifo`.
 
 use super::{Found, Page, Site, Source};
+use crate::http::auth::Verdict;
 use crate::http::encoding::Encoding;
 use crate::http::listing::Format;
 use crate::http::meta::{Kind, Meta, Missing};
@@ -74,5 +75,14 @@ impl Site for MemorySite {
 
     fn counters(&mut self) -> Option<Vec<u8>> {
         None
+    }
+
+    /// One user, `user` with password `pass`.
+    fn authorize(&mut self, user: &str, password: &str) -> Verdict {
+        if (user, password) == ("user", "pass") {
+            Verdict::Granted
+        } else {
+            Verdict::Denied
+        }
     }
 }

@@ -10,20 +10,34 @@
 //! 2. Method and framing ([`check_request`]): 405, 501, 411 or 413.
 //! 3. A target that is not origin-form is a 400 and closes; a path that does not
 //!    decode (`resolve::decode`) is a 400.
-//! 4. The stats path answers the counters (503 if they are not available).
-//! 5. A hidden path (a dotfile) without `--dotfiles` is not found.
-//! 6. What the path names: a file (`/file/` is not found), a directory (step 7),
-//!    anything else 403; a miss is not found (step 8); see [`missing`] for the rest.
-//! 7. A directory without its trailing slash is a 301 to the slash form (query kept);
+//! 4. The config file's rules ([`rules`]) are resolved for the path, when there are
+//!    any (no rules, no cost): a rule's redirect answers now (301, 302, 307 or 308
+//!    with its `Location`), before credentials and before anything is looked up.
+//! 5. Credentials, if `--auth-file` is set and the path needs them: a rule's `auth`
+//!    decides; without one, every path needs them unless some rule says
+//!    `auth = true` (then only the paths rules name do). The server's own endpoints
+//!    ([`Planner::own_endpoint`]: the stats path) need them only if a rule says so.
+//!    Missing, malformed or wrong credentials are a 401 with `WWW-Authenticate`
+//!    (the same answer whether the user exists or not); credentials the site could
+//!    not check now (too many checks running) a 429 with `Retry-After`. Nothing has
+//!    been looked up yet, so a 401 says nothing about what exists.
+//! 6. The stats path answers the counters (503 if they are not available).
+//! 7. A hidden path (a dotfile) without `--dotfiles` is not found.
+//! 8. What the path names: a file (`/file/` is not found), a directory (step 9),
+//!    anything else 403; a miss is not found (step 10); see [`missing`] for the rest.
+//! 9. A directory without its trailing slash is a 301 to the slash form (query kept);
 //!    with it, its `index.html`, looked up inside the directory that was checked.
 //!    Only an `index.html` that does not exist leads to a listing (or, with
 //!    `--no-listing`, to not found); one that exists and cannot be served is 403.
-//! 8. Not found: the `--fallback` file (served as a file, 200), the `--404` page (its
-//!    bytes with status 404, no validators), or the default page.
-//! 9. A file's representation ([`file`]): the precompressed variant, 406, the
-//!    validators, preconditions (RFC 9110 §13.2.2) and ranges (§14).
+//! 10. Not found: the `--fallback` file (served as a file, 200), the `--404` page (its
+//!     bytes with status 404, no validators), or the default page.
+//! 11. A file's representation ([`file`]): the precompressed variant, 406, the
+//!     validators, preconditions (RFC 9110 §13.2.2) and ranges (§14). A rule's
+//!     `cache-control` replaces `--cache-control` and `--immutable-pattern` on
+//!     files, and is sent on listings too.
 //!
-//! Every response then carries the CORS origin (`--cors`) and the `-H` headers, and
+//! Every response then carries the CORS origin (`--cors`), the `-H` headers and the
+//! matching rules' headers (a rule's header replaces a `-H` header of its name), and
 //! one `Connection` decision ([`Plan::connection`]): close when the client asked to,
 //! when the server is shutting down, or when the request announced a body that was
 //! not read.
@@ -33,6 +47,7 @@ pub mod memory;
 #[cfg(test)]
 mod tests;
 
+use crate::http::auth::{self, Verdict};
 use crate::http::conditional::{self, Conditionals, Outcome, Validators};
 use crate::http::encoding::{self, Encoding};
 use crate::http::head::{self, Body as Framing, Head};
@@ -40,6 +55,7 @@ use crate::http::html;
 use crate::http::listing::{self, Format};
 use crate::http::meta::{Meta, Missing};
 use crate::http::resolve::{self, UrlPath};
+use crate::http::rules::{self, Effective, Redirect, Rule};
 use crate::http::status::Status;
 use crate::http::wire::{self, Connection};
 use crate::limits::{COMPRESS_MAX_BYTES, COMPRESS_MIN_BYTES};
@@ -103,6 +119,9 @@ pub trait Site {
         len: u64,
         encoding: Encoding,
     ) -> Option<(u64, Self::Body)>;
+    /// Whether `user` and `password` are valid (`--auth-file`). Slow (bcrypt) unless
+    /// the site has seen them lately; an unknown user must take as long as a known one.
+    fn authorize(&mut self, user: &str, password: &str) -> Verdict;
 }
 
 /// What a body to compress is, so the site can key what it keeps: a file by its path
@@ -114,6 +133,15 @@ pub enum Source<'a> {
     File(&'a str),
     /// A generated page with this ETag.
     Page(&'a str),
+}
+
+/// Basic auth settings.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthPolicy<'c> {
+    /// The `WWW-Authenticate` value of a 401 ([`auth::challenge`]).
+    pub challenge: &'c str,
+    /// Whether a path no rule decides needs credentials (step 5).
+    pub by_default: bool,
 }
 
 /// The configuration's HTTP settings (built from `Config` by the server).
@@ -141,6 +169,10 @@ pub struct Policy<'c> {
     pub not_found_page: Option<&'c str>,
     /// The stats path (see [`is_stats_path`]).
     pub stats_path: Option<&'c str>,
+    /// Per-path rules, in file order (step 4); empty: none checked.
+    pub rules: &'c [Rule],
+    /// Basic auth, with `--auth-file` (step 5).
+    pub auth: Option<AuthPolicy<'c>>,
 }
 
 impl Default for Policy<'_> {
@@ -158,6 +190,8 @@ impl Default for Policy<'_> {
             fallback: None,
             not_found_page: None,
             stats_path: None,
+            rules: &[],
+            auth: None,
         }
     }
 }
@@ -280,6 +314,7 @@ pub fn plan<'p, S: Site>(head: &Head, site: &mut S, policy: &Policy<'p>, closing
         site,
         policy: *policy,
         close: !head.wants_keep_alive() || closing,
+        rule: Effective::default(),
     };
     p.request()
 }
@@ -291,12 +326,14 @@ struct Planner<'a, 'p, S: Site> {
     policy: Policy<'p>,
     /// The connection closes after the response (see [`Plan::connection`]).
     close: bool,
+    /// What the rules set for this request's path (step 4).
+    rule: Effective<'p>,
 }
 
 type Headers<'p> = Vec<(&'p str, Value<'p>)>;
 
 impl<'p, S: Site> Planner<'_, 'p, S> {
-    /// Steps 1–6 of the module doc.
+    /// Steps 1–8 of the module doc.
     fn request(&mut self) -> Plan<'p, S::Body> {
         let head = self.head;
         if head.method == "OPTIONS" && self.policy.cors && head.body() == Framing::None {
@@ -313,6 +350,15 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             Ok(u) => u,
             Err(e) => return self.refuse(Refusal::keep(Status::BadRequest, e.message())),
         };
+        if !self.policy.rules.is_empty() {
+            self.rule = rules::resolve(self.policy.rules, &url);
+            if let Some(r) = self.rule.redirect {
+                return self.rule_redirect(r);
+            }
+        }
+        if let Some(refused) = self.check_auth(&url) {
+            return refused;
+        }
         if self.policy.stats_path.is_some_and(|s| is_stats_path(&url, s)) {
             return self.counters();
         }
@@ -328,7 +374,45 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         }
     }
 
-    /// Step 7: a directory.
+    /// Step 5: `None` if the request may go on, else the 401 or 429.
+    fn check_auth(&mut self, url: &UrlPath) -> Option<Plan<'p, S::Body>> {
+        let auth = self.policy.auth?;
+        let needed = self.rule.auth.unwrap_or(auth.by_default && !self.own_endpoint(url));
+        if !needed {
+            return None;
+        }
+        let verdict = match self.head.authorization.and_then(auth::parse_basic) {
+            Some((user, password)) => self.site.authorize(&user, &password),
+            None => Verdict::Denied,
+        };
+        match verdict {
+            Verdict::Granted => None,
+            Verdict::Denied => {
+                let challenge = vec![("WWW-Authenticate", Value::Str(auth.challenge))];
+                Some(self.refuse_with(UNAUTHORIZED, challenge))
+            }
+            Verdict::Busy => {
+                let retry = vec![("Retry-After", Value::Str("1"))];
+                Some(self.refuse_with(AUTH_BUSY, retry))
+            }
+        }
+    }
+
+    /// The server's own endpoints, which need credentials only if a rule says so:
+    /// the stats path. The hook for any other endpoint the server answers itself
+    /// (health, metrics): add its path here.
+    fn own_endpoint(&self, url: &UrlPath) -> bool {
+        self.policy.stats_path.is_some_and(|s| is_stats_path(url, s))
+    }
+
+    /// Step 4: a rule's redirect.
+    fn rule_redirect(&mut self, r: &'p Redirect) -> Plan<'p, S::Body> {
+        let page = html::error_page(r.status, "This resource has moved.");
+        let headers = vec![("Location", Value::Str(r.to.as_str()))];
+        self.small(r.status, HTML, page.into_bytes(), headers)
+    }
+
+    /// Step 9: a directory.
     fn directory(&mut self, url: &UrlPath, query: Option<&str>, dir: &S::Dir) -> Plan<'p, S::Body> {
         if !url.trailing_slash {
             return self.redirect(slash_location(&url.rel, query));
@@ -382,6 +466,9 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         if let (Some(enc), Status::Ok) = (coding, status) {
             headers.push(("Content-Encoding", Value::Str(enc.token())));
         }
+        if let Some(cc) = self.rule.cache_control {
+            headers.push(("Cache-Control", Value::Str(cc)));
+        }
         let body = if status == Status::Ok && !self.head_only() {
             Payload::Slice { body, start: 0, len }
         } else {
@@ -413,7 +500,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         }
     }
 
-    /// Step 8: the fallback file, the custom 404 page, or the default page.
+    /// Step 10: the fallback file, the custom 404 page, or the default page.
     fn not_found(&mut self) -> Plan<'p, S::Body> {
         if let Some(rel) = self.policy.fallback {
             if let Ok(Found::File(meta, body)) = self.site.lookup(rel) {
@@ -510,13 +597,20 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         self.finish(status, headers, body)
     }
 
-    /// Adds what every response carries (CORS origin, `-H` headers) and decides the
+    /// Adds what every response carries (CORS origin, `-H` headers, the rules'
+    /// headers) and decides the
     /// `Connection` header.
     fn finish(&self, status: Status, mut headers: Headers<'p>, body: Payload<S::Body>) -> Plan<'p, S::Body> {
         if self.policy.cors {
             headers.push(("Access-Control-Allow-Origin", Value::Str("*")));
         }
+        let rule_headers = &self.rule.headers;
         for (name, value) in self.policy.headers {
+            if !rule_headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                headers.push((name, Value::Str(value)));
+            }
+        }
+        for &(name, value) in rule_headers {
             headers.push((name, Value::Str(value)));
         }
         let connection = match (self.close, self.head.version == 0) {
@@ -601,6 +695,14 @@ impl Refusal {
 pub const NOT_FOUND: Refusal = Refusal::keep(Status::NotFound, "The requested resource was not found.");
 /// 403 for files the OS will not let us read, and for non-regular files.
 pub const FORBIDDEN: Refusal = Refusal::keep(Status::Forbidden, "The requested resource cannot be read.");
+
+/// 401 for missing, malformed or wrong credentials (with `WWW-Authenticate`).
+pub const UNAUTHORIZED: Refusal = Refusal::keep(Status::Unauthorized, "This resource needs a user name and password.");
+/// 429 when the credentials could not be checked now (with `Retry-After`).
+pub const AUTH_BUSY: Refusal = Refusal::keep(
+    Status::TooManyRequests,
+    "Too many password checks are running; try again in a moment.",
+);
 
 /// 412 when If-Match or If-Unmodified-Since fails.
 pub const PRECONDITION_FAILED: Refusal = Refusal::keep(Status::PreconditionFailed, "A precondition failed.");

@@ -168,6 +168,7 @@ struct MapSite {
     files: HashMap<String, Vec<u8>>,
     dirs: Vec<String>,
     looked_up: Vec<String>,
+    checked: Vec<String>,
 }
 
 const MTIME: u64 = 1_700_000_000;
@@ -181,6 +182,7 @@ impl MapSite {
                 .collect(),
             dirs: dirs.iter().map(|d| d.to_string()).collect(),
             looked_up: Vec::new(),
+            checked: Vec::new(),
         }
     }
 }
@@ -234,6 +236,16 @@ impl Site for MapSite {
 
     fn counters(&mut self) -> Option<Vec<u8>> {
         Some(b"{\"requests\":1}".to_vec())
+    }
+
+    /// `alice:secret` is valid; user `busy` finds every check slot taken.
+    fn authorize(&mut self, user: &str, password: &str) -> Verdict {
+        self.checked.push(format!("{user}:{password}"));
+        match (user, password) {
+            ("alice", "secret") => Verdict::Granted,
+            ("busy", _) => Verdict::Busy,
+            _ => Verdict::Denied,
+        }
     }
 }
 
@@ -685,4 +697,183 @@ fn on_the_fly_compression_is_planned_with_its_own_validator() {
     let off = Policy { compress: false, ..p };
     let (_, _, plan) = plan_of(&mut s, ae("zstd", "/big.css"), &off);
     assert_eq!((plan.header("vary"), plan.header("content-encoding")), (None, None));
+}
+
+fn rule(glob: &str, f: impl FnOnce(&mut Rule)) -> Rule {
+    let mut r = Rule {
+        pattern: glob::Pattern::new(glob).unwrap(),
+        headers: Vec::new(),
+        cache_control: None,
+        auth: None,
+        redirect: None,
+    };
+    f(&mut r);
+    r
+}
+
+fn with_auth(h: Head<'static>, value: &'static str) -> Head<'static> {
+    Head {
+        authorization: Some(value),
+        ..h
+    }
+}
+
+/// Rules over the in-memory site: which responses each rule type reaches, the
+/// directory's index.html and listing included. (request, status, header, value)
+#[test]
+fn rules_table() {
+    let rules = [
+        rule("*", |r| r.headers = vec![("X-All".into(), "1".into())]),
+        rule("d/*", |r| {
+            r.headers = vec![("X-Robots-Tag".into(), "noindex".into())];
+            r.cache_control = Some("no-cache".into());
+        }),
+        rule("list", |r| r.cache_control = Some("max-age=5".into())),
+        rule("*.js", |r| r.cache_control = Some("max-age=1".into())),
+        rule("old/*", |r| {
+            r.redirect = Some(Redirect {
+                to: "/d/".into(),
+                status: Status::PermanentRedirect,
+            })
+        }),
+        rule("a.txt", |r| {
+            r.headers = vec![("X-Frame-Options".into(), "SAMEORIGIN".into())]
+        }),
+    ];
+    let immutable = [glob::Pattern::new("*.js").unwrap()];
+    let global = [("X-Frame-Options".to_string(), "DENY".to_string())];
+    let p = Policy {
+        rules: &rules,
+        immutable: &immutable,
+        headers: &global,
+        cache_control: Some("max-age=60"),
+        ..Policy::default()
+    };
+    #[rustfmt::skip]
+    let cases: &[(&str, u16, &str, Option<&str>)] = &[
+        ("/d/", 200, "x-robots-tag", Some("noindex")),
+        ("/d/", 200, "cache-control", Some("no-cache")),
+        ("/d/index.html", 200, "x-robots-tag", Some("noindex")),
+        ("/d/index.html", 200, "cache-control", Some("no-cache")),
+        ("/d", 301, "x-robots-tag", Some("noindex")),
+        ("/d/nope", 404, "x-robots-tag", Some("noindex")),
+        ("/list/", 200, "cache-control", Some("max-age=5")),
+        ("/list/?format=json", 200, "cache-control", Some("max-age=5")),
+        ("/list/", 200, "x-robots-tag", None),
+        ("/", 200, "cache-control", None),
+        ("/", 200, "x-all", Some("1")),
+        ("/app.js", 200, "cache-control", Some("max-age=1")),
+        ("/a.txt", 200, "cache-control", Some("max-age=60")),
+        ("/a.txt", 200, "x-frame-options", Some("SAMEORIGIN")),
+        ("/spa.html", 200, "x-frame-options", Some("DENY")),
+        ("/old/page", 308, "location", Some("/d/")),
+        ("/old/", 308, "location", Some("/d/")),
+    ];
+    for &(target, status, name, want) in cases {
+        let (got, _, _, plan) = run(get(target), &p);
+        assert_eq!(got, status, "{target}: status");
+        assert_eq!(plan.header(name).as_deref(), want, "{target}: {name}");
+        let count = plan
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count();
+        assert!(count <= 1, "{target}: {name} sent {count} times");
+    }
+    let mut s = site();
+    let _ = plan(&get("/old/page"), &mut s, &p, false);
+    assert!(s.looked_up.is_empty(), "a redirect is decided before any lookup");
+}
+
+const GOOD: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
+const WRONG: &str = "Basic YWxpY2U6d3Jvbmc="; // alice:wrong
+const UNKNOWN: &str = "Basic Ym9iOnNlY3JldA=="; // bob:secret
+const BUSY: &str = "Basic YnVzeTp4"; // busy:x
+
+/// Basic auth over the in-memory site: right, wrong, missing, malformed, unknown
+/// user, busy; auth by default or only where rules say; the stats path.
+#[test]
+fn auth_table() {
+    let everywhere = AuthPolicy {
+        challenge: "Basic realm=\"r\"",
+        by_default: true,
+    };
+    let named = AuthPolicy {
+        by_default: false,
+        ..everywhere
+    };
+    let rules = [
+        rule("d/*", |r| r.auth = Some(true)),
+        rule("d/open/*", |r| r.auth = Some(false)),
+    ];
+    let stats_rule = [rule("status.json", |r| r.auth = Some(true))];
+    let all = Policy {
+        auth: Some(everywhere),
+        stats_path: Some("/status.json"),
+        ..Policy::default()
+    };
+    let by_rule = Policy {
+        auth: Some(named),
+        rules: &rules,
+        ..all
+    };
+    let stats_locked = Policy {
+        rules: &stats_rule,
+        ..all
+    };
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Head<'static>, Policy, u16)> = vec![
+        ("missing", get("/a.txt"), all, 401),
+        ("right", with_auth(get("/a.txt"), GOOD), all, 200),
+        ("wrong", with_auth(get("/a.txt"), WRONG), all, 401),
+        ("unknown_user", with_auth(get("/a.txt"), UNKNOWN), all, 401),
+        ("malformed_base64", with_auth(get("/a.txt"), "Basic %%%"), all, 401),
+        ("no_colon", with_auth(get("/a.txt"), "Basic YWxpY2U="), all, 401),
+        ("other_scheme", with_auth(get("/a.txt"), "Bearer YWxpY2U6c2VjcmV0"), all, 401),
+        ("busy_is_429", with_auth(get("/a.txt"), BUSY), all, 429),
+        ("missing_file_is_401_not_404", get("/nope"), all, 401),
+        ("dotfile_is_401", get("/.env"), all, 401),
+        ("stats_path_is_open", get("/status.json"), all, 200),
+        ("stats_path_locked_by_rule", get("/status.json"), stats_locked, 401),
+        ("rule_names_dir", get("/d/"), by_rule, 401),
+        ("rule_names_dir_index", get("/d/index.html"), by_rule, 401),
+        ("rule_names_dir_redirect", get("/d"), by_rule, 401),
+        ("rule_names_dir_right", with_auth(get("/d/"), GOOD), by_rule, 200),
+        ("later_rule_opens", get("/d/open/x"), by_rule, 404),
+        ("unnamed_path_is_open", get("/a.txt"), by_rule, 200),
+        ("listing_open", get("/list/"), by_rule, 200),
+    ];
+    for (name, h, policy, want) in cases {
+        let (status, _, close, plan) = run(h, &policy);
+        assert_eq!(status, want, "{name}");
+        assert!(!close, "{name}: a 401 keeps the connection");
+        let challenge = plan.header("www-authenticate");
+        assert_eq!(challenge.is_some(), want == 401, "{name}: challenge {challenge:?}");
+        if want == 429 {
+            assert_eq!(plan.header("retry-after").as_deref(), Some("1"));
+        }
+    }
+}
+
+/// A wrong password and an unknown user get the same page; without credentials
+/// nothing is checked and nothing looked up.
+#[test]
+fn auth_gives_no_hint_and_checks_nothing_without_credentials() {
+    let all = Policy {
+        auth: Some(AuthPolicy {
+            challenge: "Basic realm=\"r\"",
+            by_default: true,
+        }),
+        ..Policy::default()
+    };
+    let (_, wrong, _, _) = run(with_auth(get("/a.txt"), WRONG), &all);
+    let (_, unknown, _, _) = run(with_auth(get("/a.txt"), UNKNOWN), &all);
+    assert_eq!(wrong, unknown, "no hint whether the user exists");
+    let mut s = site();
+    let _ = plan(&get("/a.txt"), &mut s, &all, false);
+    let _ = plan(&with_auth(get("/a.txt"), "Basic %%%"), &mut s, &all, false);
+    assert!(
+        s.checked.is_empty() && s.looked_up.is_empty(),
+        "nothing checked, nothing looked up"
+    );
 }
