@@ -45,6 +45,12 @@ pub const QUEUE_DEPTH: usize = 1024;
 /// Time in-flight responses get to finish after SIGTERM/SIGINT before the process exits.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
+/// Default `--drain-delay`: after SIGTERM with `--health-path`, the least time the
+/// server keeps serving (health answering 503) before it may exit. 0: exit as soon as
+/// nothing is in flight. A load balancer needs a few probe intervals to see the 503,
+/// so deployments behind one set it (the README's Kubernetes example uses 5 s).
+pub const DRAIN_DELAY: Duration = Duration::ZERO;
+
 /// Largest value `--head-timeout`, `--idle-timeout`, `--write-timeout` and
 /// `--grace-period` take: one day. The defaults are seconds (nginx's are too); a day
 /// covers a keep-alive client that stays for a working day, a write stalled by a
