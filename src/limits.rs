@@ -162,3 +162,13 @@ pub const LISTING_TTL: Duration = Duration::from_secs(1);
 /// head in one write; larger ones go out with sendfile. One read + one
 /// write beats write + fstat + sendfile for small files; 16 KiB fits a socket buffer.
 pub const INLINE_BODY_MAX: u64 = 16 * 1024;
+
+/// Upper bounds, in seconds, of the request-duration histogram the metrics path
+/// serves (`threadserve_request_duration_seconds`; `+Inf` is implied). A request's
+/// duration runs from its complete head to its last byte written, so small files
+/// land in the first buckets (a 1 KiB hit takes tens of microseconds) and large
+/// downloads to slow clients in the last: 1-2.5-5 steps from 100 µs to 1 s, then
+/// 2.5 s, 10 s and 60 s. 16 buckets: 17 series, the size of a default client's set.
+pub const DURATION_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];

@@ -55,6 +55,11 @@ pub fn policy(config: &crate::config::Config) -> Policy<'_> {
         fallback: config.fallback.as_deref(),
         not_found_page: config.not_found_page.as_deref(),
         stats_path: config.stats_path.as_deref(),
+        // Both unset (the default), the planner pays one check for the two paths.
+        endpoints: (config.metrics_path.is_some() | config.health_path.is_some()).then_some(plan::Endpoints {
+            health: config.health_path.as_deref(),
+            metrics: config.metrics_path.as_deref(),
+        }),
     }
 }
 

@@ -247,8 +247,8 @@ impl Server {
         let (log_queue, log_writer) = log_writer::start(io::stdout(), crate::limits::LOG_BUFFER_BYTES)?;
         let log_thread = {
             let gauges = Arc::clone(&shared.gauges);
-            let format = config.log_format;
-            spawn("ts-log", move || stats::run(format, log_rx, gauges, log_queue))?
+            let opts = stats::Options::of(config);
+            spawn("ts-log", move || stats::run(opts, log_rx, gauges, log_queue))?
         };
         let idle_thread = {
             let (shared, poller, jobs) = (Arc::clone(&shared), Arc::clone(&shared.poller), jobs_tx.clone());
@@ -353,6 +353,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
                 continue;
             }
         };
+        shared.gauges.accepted.fetch_add(1, Ordering::Relaxed);
         if shared.is_shutting_down() {
             return;
         }

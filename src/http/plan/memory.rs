@@ -66,4 +66,8 @@ impl Site for MemorySite {
     fn counters(&mut self) -> Option<Vec<u8>> {
         None
     }
+
+    fn metrics(&mut self) -> Option<Vec<u8>> {
+        None
+    }
 }

@@ -10,7 +10,10 @@
 //! 2. Method and framing ([`check_request`]): 405, 501, 411 or 413.
 //! 3. A target that is not origin-form is a 400 and closes; a path that does not
 //!    decode (`resolve::decode`) is a 400.
-//! 4. The stats path answers the counters (503 if they are not available).
+//! 4. The server's own endpoints, whatever ROOT holds under their paths and whatever
+//!    the dotfile rule says ([`Endpoints`]): the health path answers 200, or 503
+//!    while the server drains or shuts down; the metrics path answers the Prometheus
+//!    text; the stats path the JSON counters (both 503 if they are not available).
 //! 5. A hidden path (a dotfile) without `--dotfiles` is not found.
 //! 6. What the path names: a file (`/file/` is not found), a directory (step 7),
 //!    anything else 403; a miss is not found (step 8); see [`missing`] for the rest.
@@ -89,7 +92,23 @@ pub trait Site {
     fn listing(&mut self, dir: &Self::Dir, rel: &str, format: Format) -> Result<Page<Self::Body>, Missing>;
     /// The server's counters as JSON, if available.
     fn counters(&mut self) -> Option<Vec<u8>>;
+    /// The server's metrics in the Prometheus text format 0.0.4, if available.
+    fn metrics(&mut self) -> Option<Vec<u8>>;
 }
+
+/// The health and metrics paths (`--health-path`, `--metrics-path`), each stored as
+/// the stats path is (see [`is_stats_path`]). The policy holds `None` when neither is
+/// configured, so a request pays one check for both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Endpoints<'c> {
+    /// Answers 200 while serving, 503 while the server drains or shuts down.
+    pub health: Option<&'c str>,
+    /// Answers the Prometheus text.
+    pub metrics: Option<&'c str>,
+}
+
+/// `Content-Type` of the metrics path: the Prometheus text format, version 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The configuration's HTTP settings (built from `Config` by the server).
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +133,8 @@ pub struct Policy<'c> {
     pub not_found_page: Option<&'c str>,
     /// The stats path (see [`is_stats_path`]).
     pub stats_path: Option<&'c str>,
+    /// The health and metrics paths; `None` when neither is set.
+    pub endpoints: Option<Endpoints<'c>>,
 }
 
 impl Default for Policy<'_> {
@@ -130,6 +151,7 @@ impl Default for Policy<'_> {
             fallback: None,
             not_found_page: None,
             stats_path: None,
+            endpoints: None,
         }
     }
 }
@@ -244,14 +266,15 @@ impl<B> Plan<'_, B> {
     }
 }
 
-/// Plans the answer to `head`. `closing` is true while the server shuts down (every
-/// response then closes its connection).
+/// Plans the answer to `head`. `closing` is true while the server drains or shuts
+/// down: every response then closes its connection, and the health path answers 503.
 pub fn plan<'p, S: Site>(head: &Head, site: &mut S, policy: &Policy<'p>, closing: bool) -> Plan<'p, S::Body> {
     let mut p = Planner {
         head,
         site,
         policy: *policy,
         close: !head.wants_keep_alive() || closing,
+        closing,
     };
     p.request()
 }
@@ -263,6 +286,8 @@ struct Planner<'a, 'p, S: Site> {
     policy: Policy<'p>,
     /// The connection closes after the response (see [`Plan::connection`]).
     close: bool,
+    /// The server drains or shuts down.
+    closing: bool,
 }
 
 type Headers<'p> = Vec<(&'p str, Value<'p>)>;
@@ -285,6 +310,11 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             Ok(u) => u,
             Err(e) => return self.refuse(Refusal::keep(Status::BadRequest, e.message())),
         };
+        if let Some(endpoints) = self.policy.endpoints {
+            if let Some(plan) = self.endpoint(endpoints, &url) {
+                return plan;
+            }
+        }
         if self.policy.stats_path.is_some_and(|s| is_stats_path(&url, s)) {
             return self.counters();
         }
@@ -389,6 +419,26 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         self.finish(status, headers, body)
     }
 
+    /// Step 4 for the health and metrics paths; `None` if `url` is neither.
+    fn endpoint(&mut self, endpoints: Endpoints<'p>, url: &UrlPath) -> Option<Plan<'p, S::Body>> {
+        let no_store = || vec![("Cache-Control", Value::Str("no-store"))];
+        if endpoints.health.is_some_and(|h| is_stats_path(url, h)) {
+            let (status, body) = if self.closing {
+                (Status::ServiceUnavailable, "draining\n")
+            } else {
+                (Status::Ok, "ok\n")
+            };
+            return Some(self.small(status, TEXT, body.as_bytes().to_vec(), no_store()));
+        }
+        if endpoints.metrics.is_some_and(|m| is_stats_path(url, m)) {
+            return Some(match self.site.metrics() {
+                Some(text) => self.small(Status::Ok, METRICS_CONTENT_TYPE, text, no_store()),
+                None => self.refuse(Refusal::keep(Status::ServiceUnavailable, "Metrics are not available.")),
+            });
+        }
+        None
+    }
+
     fn counters(&mut self) -> Plan<'p, S::Body> {
         match self.site.counters() {
             Some(json) => self.small(
@@ -481,6 +531,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
 }
 
 const HTML: &str = "text/html; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The request headers a CORS preflight allows.
 const PREFLIGHT_HEADERS: &str =
@@ -597,7 +648,8 @@ pub fn check_request(head: &Head) -> Result<(), Refusal> {
 /// Whether the decoded request path `url` is the stats path (`--stats-path`, stored by
 /// `config` as `/` + decoded segments, with a trailing `/` if it has one). Matching the
 /// decoded path, not the raw target, keeps other spellings (`/status%2Ejson`,
-/// `/x/../status.json`) from reaching a file the stats path shadows.
+/// `/x/../status.json`) from reaching a file the stats path shadows. The health and
+/// metrics paths are matched the same way.
 pub fn is_stats_path(url: &UrlPath, stats: &str) -> bool {
     let Some(rest) = stats.strip_prefix('/') else {
         return false;
