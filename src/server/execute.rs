@@ -93,7 +93,7 @@ impl Executor {
             cache: &mut self.cache,
             shared,
         };
-        let plan = plan::plan(head, &mut site, &policy, shared.is_shutting_down());
+        let plan = plan::plan(head, &mut site, &policy, shared.is_closing());
         self.queue(plan)
     }
 

@@ -10,6 +10,7 @@
 
 mod conn;
 mod date;
+mod drain;
 mod execute;
 mod idle;
 mod output;
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     /// request, a lock only once per reload.
     root: RwLock<Root>,
     root_generation: AtomicU64,
+    /// Draining or shutting down (see [`drain`]).
+    drain: drain::Drain,
 }
 
 impl Shared {
@@ -81,6 +84,11 @@ impl Shared {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// Draining or shutting down: every response closes its connection.
+    pub fn is_closing(&self) -> bool {
+        self.drain.is_closing()
     }
 
     /// Asks the logger/stats thread for the current counters (`None` if it has
@@ -169,10 +177,18 @@ impl Handle {
     /// Starts a graceful shutdown: stop accepting, let in-flight responses finish
     /// (within the grace period), close idle connections. Returns at once.
     pub fn shutdown(&self) {
+        self.shared.drain.close();
         self.shared.shutdown.store(true, Ordering::SeqCst);
         // Shutting a listening socket down wakes a thread blocked in accept (Linux).
         let _ = SockRef::from(&*self.listener).shutdown(std::net::Shutdown::Both);
         let _ = self.shared.poller.notify();
+    }
+
+    /// What SIGTERM and SIGINT ask for: with `--health-path`, a drain the load
+    /// balancer can see (see [`drain`]); without, [`Handle::shutdown`]. A second call
+    /// during a drain shuts down at once. Returns at once.
+    pub fn terminate(&self) {
+        drain::terminate(self);
     }
 
     /// What SIGHUP asks for: the root path is opened again, so a deploy that switches
@@ -209,6 +225,7 @@ impl Server {
             shutdown: AtomicBool::new(false),
             poller,
             parked_tx,
+            drain: drain::Drain::default(),
         });
         Ok(Server {
             listener,
@@ -267,7 +284,9 @@ impl Server {
         drop(jobs_tx);
         drop(listener);
 
-        let grace_end = clock::deadline(Instant::now(), config.limits.grace_period);
+        // The grace period counts from the signal, also when a drain came first.
+        let since = shared.drain.since().unwrap_or_else(Instant::now);
+        let grace_end = clock::deadline(since, config.limits.grace_period);
         drain(&shared, &done_rx, idle_thread, grace_end);
         // The logger thread never waits on stdout, so it stops at once; the writer
         // gets what is left of the grace period (and a little more) to catch up.

@@ -65,7 +65,7 @@ impl Site for FileSite<'_> {
         let counts = rx.recv_timeout(Duration::from_secs(2)).ok()?;
         let engine = metrics::Engine {
             workers: self.shared.config.threads,
-            draining: self.shared.is_shutting_down(),
+            draining: self.shared.is_closing(),
         };
         Some(metrics::render(&counts, engine).into_bytes())
     }
