@@ -456,18 +456,7 @@ impl Cli {
         let mut config = Config::new(root);
         config.bind = resolve_bind(&self.bind, self.port)?;
         config.threads = self.threads.map_or_else(default_threads, usize::from);
-        config.limits = Limits {
-            head_timeout: self.head_timeout.0,
-            idle_timeout: self.idle_timeout.0,
-            write_timeout: self.write_timeout.0,
-            linger: self.linger.0,
-            max_head_bytes: self.max_head_bytes,
-            max_headers: self.max_headers,
-            max_connections: self.max_connections,
-            queue_depth: self.queue_depth,
-            grace_period: self.grace_period.0,
-            drain_delay: self.drain_delay.0,
-        };
+        config.limits = self.limits();
         config.dotfiles = self.dotfiles;
         config.follow_symlinks = self.follow_symlinks;
         config.listing = !self.no_listing;
@@ -628,6 +617,22 @@ fn readable_file(root: &Root, rel: &str, follow_symlinks: bool) -> bool {
 }
 
 impl Cli {
+    /// The limits and timeouts the flags set.
+    fn limits(&self) -> Limits {
+        Limits {
+            head_timeout: self.head_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            write_timeout: self.write_timeout.0,
+            linger: self.linger.0,
+            max_head_bytes: self.max_head_bytes,
+            max_headers: self.max_headers,
+            max_connections: self.max_connections,
+            queue_depth: self.queue_depth,
+            grace_period: self.grace_period.0,
+            drain_delay: self.drain_delay.0,
+        }
+    }
+
     /// The stats, metrics and health paths, normalised ([`endpoint_path`]), no two
     /// alike; and a drain delay that fits in the grace period.
     fn endpoints(&self, config: &mut Config) -> Result<(), ConfigError> {
