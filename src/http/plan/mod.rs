@@ -28,7 +28,7 @@
 //!
 //! Every response then carries the CORS origin (`--cors`) and the `-H` headers, and
 //! one `Connection` decision ([`Plan::connection`]): close when the client asked to,
-//! when the server is shutting down, or when the request announced a body that was
+//! when the server drains or shuts down, or when the request announced a body that was
 //! not read.
 
 pub mod file;
