@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     /// request, a lock only once per reload.
     root: RwLock<Root>,
     root_generation: AtomicU64,
-    /// Draining or shutting down (see [`drain`]).
+    /// Draining or shutting down (see the `drain` module).
     drain: drain::Drain,
 }
 
@@ -185,8 +185,8 @@ impl Handle {
     }
 
     /// What SIGTERM and SIGINT ask for: with `--health-path`, a drain the load
-    /// balancer can see (see [`drain`]); without, [`Handle::shutdown`]. A second call
-    /// during a drain shuts down at once. Returns at once.
+    /// balancer can see (see the `drain` module); without, [`Handle::shutdown`]. A
+    /// second call during a drain shuts down at once. Returns at once.
     pub fn terminate(&self) {
         drain::terminate(self);
     }
