@@ -275,7 +275,15 @@ fn root() -> tempfile::TempDir {
 fn sigterm_with_health_path_drains_then_exits_after_the_delay() {
     let dir = root();
     let delay = Duration::from_secs(2);
-    let mut server = Spawned::start(dir.path(), &["--health-path", "/healthz", "--drain-delay", "2s"]);
+    let args = [
+        "--health-path",
+        "/healthz",
+        "--drain-delay",
+        "2s",
+        "--metrics-path",
+        "/metrics",
+    ];
+    let mut server = Spawned::start(dir.path(), &args);
     let ok = get_keep_alive(&server.addr, "/healthz").unwrap();
     assert_eq!((ok.status, ok.header("connection")), (200, None));
     let mut kept = TcpStream::connect(&server.addr).unwrap();
@@ -299,6 +307,11 @@ fn sigterm_with_health_path_drains_then_exits_after_the_delay() {
     );
     let other = get_keep_alive(&server.addr, "/a.txt").expect("new connections are still served");
     assert_eq!((other.status, other.header("connection")), (200, Some("close")));
+    let metrics = get_keep_alive(&server.addr, "/metrics").unwrap();
+    assert_eq!(
+        Exposition::parse(&metrics.text()).value("threadserve_draining", &[]),
+        1.0
+    );
     kept.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let last = read_response(&mut kept_reader, false).expect("the kept-alive connection is served");
     assert_eq!((last.status, last.header("connection")), (200, Some("close")));
