@@ -141,6 +141,23 @@ pub struct Cli {
     #[arg(long, env = "THREADSERVE_STATS_PATH", value_name = "PATH")]
     pub stats_path: Option<String>,
 
+    /// Serve Prometheus metrics (text format 0.0.4) at this path (e.g. /metrics); off by
+    /// default.
+    #[arg(long, env = "THREADSERVE_METRICS_PATH", value_name = "PATH")]
+    pub metrics_path: Option<String>,
+
+    /// Answer 200 at this path while serving and 503 while draining (e.g. /healthz).
+    /// With it, SIGTERM starts a drain: the server keeps serving, every response closes
+    /// its connection, and it exits once nothing is in flight and --drain-delay has
+    /// passed (at the latest when --grace-period ends).
+    #[arg(long, env = "THREADSERVE_HEALTH_PATH", value_name = "PATH")]
+    pub health_path: Option<String>,
+
+    /// With --health-path: after SIGTERM, keep serving (the health path answering 503)
+    /// at least this long, so a load balancer sees the 503 and stops sending.
+    #[arg(long, env = "THREADSERVE_DRAIN_DELAY", value_parser = parse_timeout, default_value_t = FlagDuration(limits::DRAIN_DELAY))]
+    pub drain_delay: FlagDuration,
+
     /// Open connections at once; more get 503.
     #[arg(long, env = "THREADSERVE_MAX_CONNECTIONS", default_value_t = limits::MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -219,8 +236,14 @@ pub enum Command {
         /// Port, replacing the port of --bind.
         #[arg(short, long, env = "THREADSERVE_PORT")]
         port: Option<u16>,
-        /// Path to request.
-        #[arg(long, default_value = "/")]
+        /// Path to request: the server's --health-path when THREADSERVE_HEALTH_PATH
+        /// holds it (the check then fails while the server drains), else /.
+        #[arg(
+            long,
+            visible_alias = "health-path",
+            env = "THREADSERVE_HEALTH_PATH",
+            default_value = "/"
+        )]
         path: String,
     },
 }
@@ -346,6 +369,8 @@ pub struct Limits {
     pub queue_depth: usize,
     /// See [`limits::GRACE_PERIOD`].
     pub grace_period: Duration,
+    /// See [`limits::DRAIN_DELAY`].
+    pub drain_delay: Duration,
 }
 
 impl Default for Limits {
@@ -360,6 +385,7 @@ impl Default for Limits {
             max_connections: limits::MAX_CONNECTIONS,
             queue_depth: limits::QUEUE_DEPTH,
             grace_period: limits::GRACE_PERIOD,
+            drain_delay: limits::DRAIN_DELAY,
         }
     }
 }
@@ -386,6 +412,11 @@ pub struct Config {
     /// Path of the JSON counters, if enabled: a URL path normalised as requests are
     /// (decoded, no dot-segments), matched against each request's decoded path.
     pub stats_path: Option<String>,
+    /// Path of the Prometheus metrics, normalised as `stats_path` is.
+    pub metrics_path: Option<String>,
+    /// Path of the health endpoint, normalised as `stats_path` is. Set, SIGTERM drains
+    /// (see `server::drain`).
+    pub health_path: Option<String>,
     /// Serve precompressed variants.
     pub precompressed: bool,
     /// Compress on the fly.
@@ -422,16 +453,30 @@ impl Config {
     /// binary logs them at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if let Some(stats) = &self.stats_path {
-            let rel = stats.trim_matches('/');
+        for (flag, path) in self.endpoint_paths() {
+            let rel = path.trim_matches('/');
             if self.root.stat(rel).is_ok() {
                 warnings.push(format!(
-                    "--stats-path {stats} shadows {}, which will not be served",
+                    "{flag} {path} shadows {}, which will not be served",
                     self.root.path().join(rel).display()
                 ));
             }
         }
+        if self.health_path.is_none() && !self.limits.drain_delay.is_zero() {
+            warnings.push("--drain-delay has no effect without --health-path".into());
+        }
         warnings
+    }
+
+    /// The server's own paths that are set, with their flags.
+    fn endpoint_paths(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("--stats-path", &self.stats_path),
+            ("--metrics-path", &self.metrics_path),
+            ("--health-path", &self.health_path),
+        ]
+        .into_iter()
+        .filter_map(|(flag, p)| Some((flag, p.as_deref()?)))
     }
 
     /// A config with every default, serving `root` on 127.0.0.1 with an OS-chosen port.
@@ -446,6 +491,8 @@ impl Config {
             listing: true,
             log_format: LogFormat::Off,
             stats_path: None,
+            metrics_path: None,
+            health_path: None,
             precompressed: true,
             compress: true,
             compress_cache: limits::COMPRESS_CACHE_BYTES,
@@ -527,7 +574,7 @@ impl Cli {
         config.follow_symlinks = self.follow_symlinks;
         config.listing = !self.no_listing;
         config.log_format = self.log_format;
-        config.stats_path = self.stats_path.as_deref().map(stats_path).transpose()?;
+        self.endpoints(&mut config)?;
         config.precompressed = self.precompressed;
         config.compress = self.compress && self.compress_cache.0 > 0;
         config.compress_cache = self.compress_cache.0;
@@ -552,20 +599,6 @@ impl Cli {
         self.auth_and_rules(&mut config)?;
         config.tls = tls(self.tls_cert, self.tls_key)?;
         Ok(config)
-    }
-
-    fn limits(&self) -> Limits {
-        Limits {
-            head_timeout: self.head_timeout.0,
-            idle_timeout: self.idle_timeout.0,
-            write_timeout: self.write_timeout.0,
-            linger: self.linger.0,
-            max_head_bytes: self.max_head_bytes,
-            max_headers: self.max_headers,
-            max_connections: self.max_connections,
-            queue_depth: self.queue_depth,
-            grace_period: self.grace_period.0,
-        }
     }
 
     /// `--auth-file`, `--auth-realm` and the rules (their headers checked against
@@ -723,17 +756,61 @@ fn readable_file(root: &Root, rel: &str, follow_symlinks: bool) -> bool {
     matches!(files.lookup(rel), Ok(crate::files::Found::File(..)))
 }
 
-/// Checks `--stats-path` is a URL path and normalises it as requests are (decoded
-/// segments, no dot-segments, one leading slash), so that a request matches it on its
-/// decoded path: no other spelling of it reaches a file it shadows.
-fn stats_path(p: &str) -> Result<String, ConfigError> {
+impl Cli {
+    /// The limits and timeouts the flags set.
+    fn limits(&self) -> Limits {
+        Limits {
+            head_timeout: self.head_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            write_timeout: self.write_timeout.0,
+            linger: self.linger.0,
+            max_head_bytes: self.max_head_bytes,
+            max_headers: self.max_headers,
+            max_connections: self.max_connections,
+            queue_depth: self.queue_depth,
+            grace_period: self.grace_period.0,
+            drain_delay: self.drain_delay.0,
+        }
+    }
+
+    /// The stats, metrics and health paths, normalised ([`endpoint_path`]), no two
+    /// alike; and a drain delay that fits in the grace period.
+    fn endpoints(&self, config: &mut Config) -> Result<(), ConfigError> {
+        let path =
+            |p: &Option<String>, flag, example| p.as_deref().map(|p| endpoint_path(p, flag, example)).transpose();
+        config.stats_path = path(&self.stats_path, "--stats-path", "/.stats")?;
+        config.metrics_path = path(&self.metrics_path, "--metrics-path", "/metrics")?;
+        config.health_path = path(&self.health_path, "--health-path", "/healthz")?;
+        let set: Vec<_> = config.endpoint_paths().collect();
+        for (i, (flag, p)) in set.iter().enumerate() {
+            if let Some((other, _)) = set[..i].iter().find(|(_, q)| q == p) {
+                return Err(ConfigError(format!(
+                    "{other} and {flag} are both {p}: each of the server's paths needs its own"
+                )));
+            }
+        }
+        if config.limits.drain_delay > config.limits.grace_period {
+            return Err(ConfigError(format!(
+                "--drain-delay {} is longer than --grace-period {}: the server exits at the end of the grace period",
+                FlagDuration(config.limits.drain_delay),
+                FlagDuration(config.limits.grace_period)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks the path of one of the server's endpoints (`flag`: `--stats-path`,
+/// `--metrics-path`, `--health-path`) is a URL path and normalises it as requests are
+/// (decoded segments, no dot-segments, one leading slash), so that a request matches
+/// it on its decoded path: no other spelling of it reaches a file it shadows.
+fn endpoint_path(p: &str, flag: &str, example: &str) -> Result<String, ConfigError> {
     if !p.starts_with('/') {
         return Err(ConfigError(format!(
-            "--stats-path '{p}' must start with '/' (a URL path such as /.stats)"
+            "{flag} '{p}' must start with '/' (a URL path such as {example})"
         )));
     }
-    let url =
-        crate::http::resolve::decode(p).map_err(|e| ConfigError(format!("--stats-path '{p}': {}", e.message())))?;
+    let url = crate::http::resolve::decode(p).map_err(|e| ConfigError(format!("{flag} '{p}': {}", e.message())))?;
     let mut normal = format!("/{}", url.rel);
     if url.trailing_slash && !url.rel.is_empty() {
         normal.push('/');
@@ -856,6 +933,64 @@ mod tests {
         }
     }
 
+    fn stats_path(p: &str) -> Result<String, ConfigError> {
+        endpoint_path(p, "--stats-path", "/.stats")
+    }
+
+    fn config_of(args: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from([&["threadserve", "."], args].concat()).map_err(|e| e.to_string())?;
+        cli.into_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn metrics_and_health_paths_are_normalised_like_the_stats_path() {
+        let c = config_of(&["--metrics-path", "/m%65trics", "--health-path", "/x/../healthz/"]).unwrap();
+        assert_eq!(c.metrics_path.as_deref(), Some("/metrics"));
+        assert_eq!(c.health_path.as_deref(), Some("/healthz/"));
+        assert_eq!(c.limits.drain_delay, Duration::ZERO, "drain delay defaults to 0");
+        let err = config_of(&["--health-path", "healthz"]).unwrap_err();
+        assert!(err.contains("--health-path 'healthz' must start with '/'"), "{err}");
+        let err = config_of(&["--metrics-path", "/%zz"]).unwrap_err();
+        assert!(err.contains("--metrics-path '/%zz'"), "{err}");
+    }
+
+    #[test]
+    fn the_servers_paths_must_differ() {
+        let cases = [
+            (
+                ["--stats-path", "/ops", "--metrics-path", "/ops"],
+                "--stats-path and --metrics-path",
+            ),
+            (
+                ["--metrics-path", "/ops", "--health-path", "/o%70s"],
+                "--metrics-path and --health-path",
+            ),
+            (
+                ["--stats-path", "/a/../ops", "--health-path", "/ops"],
+                "--stats-path and --health-path",
+            ),
+        ];
+        for (args, names) in cases {
+            let err = config_of(&args).unwrap_err();
+            assert!(err.contains(names) && err.contains("are both /ops"), "{args:?}: {err}");
+        }
+        assert!(config_of(&["--stats-path", "/s", "--metrics-path", "/m", "--health-path", "/h"]).is_ok());
+    }
+
+    #[test]
+    fn drain_delay_fits_in_the_grace_period_and_warns_without_health() {
+        let err = config_of(&["--health-path", "/h", "--drain-delay", "11s"]).unwrap_err();
+        assert!(
+            err.contains("--drain-delay 11s is longer than --grace-period 10s"),
+            "{err}"
+        );
+        let c = config_of(&["--health-path", "/h", "--drain-delay", "5s", "--grace-period", "20s"]).unwrap();
+        assert_eq!(c.limits.drain_delay, Duration::from_secs(5));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let c = config_of(&["--drain-delay", "5s"]).unwrap();
+        assert_eq!(c.warnings(), ["--drain-delay has no effect without --health-path"]);
+    }
+
     /// `--stats-path status` never matched anything; it must be a URL path. It is
     /// stored decoded, so requests are matched on their decoded path.
     #[test]
@@ -885,6 +1020,15 @@ mod tests {
         );
         config.stats_path = Some("/.stats".into());
         assert!(config.warnings().is_empty());
+        config.health_path = Some("/sub/page.html".into());
+        config.metrics_path = Some("/d/".into());
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("--metrics-path /d/ shadows"), "{warnings:?}");
+        assert!(
+            warnings[1].starts_with("--health-path /sub/page.html shadows"),
+            "{warnings:?}"
+        );
     }
 
     /// `-H 'Content-Length: 0'` sent two Content-Lengths on every response (request

@@ -7,7 +7,8 @@
 //! directories and [`wire`] serializes response heads. Sockets and files live at the
 //! edges: [`files`] opens what a path names, [`server`] runs the accept loop, the
 //! worker pool, the idle watcher and the logger/stats thread ([`stats`]), which hands
-//! access-log lines to the only thread that writes to stdout ([`log_writer`]).
+//! access-log lines to the only thread that writes to stdout ([`log_writer`]);
+//! [`metrics`] renders its counters for Prometheus.
 //!
 //! Start a server in-process:
 //! ```no_run
@@ -28,6 +29,7 @@ pub mod files;
 pub mod http;
 pub mod limits;
 pub mod log_writer;
+pub mod metrics;
 pub mod server;
 pub mod stats;
 pub mod tls;

@@ -45,6 +45,12 @@ pub const QUEUE_DEPTH: usize = 1024;
 /// Time in-flight responses get to finish after SIGTERM/SIGINT before the process exits.
 pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
+/// Default `--drain-delay`: after SIGTERM with `--health-path`, the least time the
+/// server keeps serving (health answering 503) before it may exit. 0: exit as soon as
+/// nothing is in flight. A load balancer needs a few probe intervals to see the 503,
+/// so deployments behind one set it (the README's Kubernetes example uses 5 s).
+pub const DRAIN_DELAY: Duration = Duration::ZERO;
+
 /// Largest value `--head-timeout`, `--idle-timeout`, `--write-timeout` and
 /// `--grace-period` take: one day. The defaults are seconds (nginx's are too); a day
 /// covers a keep-alive client that stays for a working day, a write stalled by a
@@ -204,3 +210,13 @@ pub const AUTH_CHECK_CPUS: usize = 2;
 
 /// The realm `WWW-Authenticate` names when `--auth-realm` is not given.
 pub const AUTH_REALM: &str = "threadserve";
+
+/// Upper bounds, in seconds, of the request-duration histogram the metrics path
+/// serves (`threadserve_request_duration_seconds`; `+Inf` is implied). A request's
+/// duration runs from its complete head to its last byte written, so small files
+/// land in the first buckets (a 1 KiB hit takes tens of microseconds) and large
+/// downloads to slow clients in the last: 1-2.5-5 steps from 100 µs to 1 s, then
+/// 2.5 s, 10 s and 60 s. 16 buckets: 17 series, the size of a default client's set.
+pub const DURATION_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];

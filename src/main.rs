@@ -98,8 +98,9 @@ fn serve(loaded: Loaded) -> Result<(), String> {
 }
 
 /// Catches the signals whose default action would kill the server: SIGTERM and SIGINT
-/// start a graceful shutdown, SIGHUP asks for a reload, SIGUSR1 and SIGUSR2 are
-/// ignored (logged at debug level) so a stray `kill -USR1` cannot take the site down.
+/// start a graceful shutdown (with --health-path, a drain first: see
+/// `Handle::terminate`), SIGHUP asks for a reload, SIGUSR1 and SIGUSR2 are ignored
+/// (logged at debug level) so a stray `kill -USR1` cannot take the site down.
 fn handle_signals(handle: Handle) -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
@@ -112,8 +113,8 @@ fn handle_signals(handle: Handle) -> Result<(), String> {
                     SIGHUP => handle.reload(),
                     SIGUSR1 | SIGUSR2 => log::debug!("received signal {sig}; ignored"),
                     _ => {
-                        log::info!("received signal {sig}; finishing in-flight responses");
-                        handle.shutdown();
+                        log::info!("received signal {sig}; stopping");
+                        handle.terminate();
                     }
                 }
             }

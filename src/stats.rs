@@ -14,7 +14,7 @@ use crate::log_writer::Queue;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,6 +27,8 @@ pub struct Record {
     pub peer: IpAddr,
     /// Method (empty when the log is off, to save an allocation).
     pub method: String,
+    /// The method as the metrics label it (no allocation, set whatever the log does).
+    pub method_label: Method,
     /// Request target as sent (empty when the log is off).
     pub target: String,
     /// Minor HTTP version.
@@ -50,6 +52,8 @@ pub enum Msg {
     Records(Vec<Record>),
     /// Reply with a snapshot of the counters.
     Snapshot(Sender<Snapshot>),
+    /// Reply with the counters and the histogram the metrics endpoint shows.
+    Metrics(Sender<Metrics>),
     /// Flush and exit.
     Stop,
 }
@@ -63,6 +67,134 @@ pub struct Gauges {
     pub busy: AtomicUsize,
     /// Connections refused with 503 (queue full or connection limit).
     pub shed: AtomicUsize,
+    /// Connections accepted from the listener (shed ones included).
+    pub accepted: AtomicU64,
+    /// Connections the idle watcher holds now (published by it, see `server::idle`).
+    pub parked: AtomicUsize,
+    /// Of those, the keep-alive connections idle between requests: no head begun, no
+    /// response pending.
+    pub parked_idle: AtomicUsize,
+}
+
+/// The request methods the metrics tell apart: threadserve serves GET and HEAD (and
+/// OPTIONS with `--cors`); every other method is refused, so one label value covers
+/// them and the number of series stays fixed whatever clients send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// `GET`.
+    #[default]
+    Get,
+    /// `HEAD`.
+    Head,
+    /// `OPTIONS`.
+    Options,
+    /// Anything else (also a request whose head did not parse).
+    Other,
+}
+
+impl Method {
+    /// Every label value, in the order of [`Metrics::requests`].
+    pub const ALL: [Method; 4] = [Method::Get, Method::Head, Method::Options, Method::Other];
+
+    /// The label of `method` (case-sensitive, as methods are).
+    pub fn of(method: &str) -> Method {
+        match method {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Other => "other",
+        }
+    }
+}
+
+/// What the stats thread does besides counting (from the configuration).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The access-log format.
+    pub format: LogFormat,
+    /// Keep the per-method counts and the duration histogram (`--metrics-path`); off,
+    /// the thread does no more per record than before metrics existed.
+    pub metrics: bool,
+    /// Requests for this target (the health path, with or without a query) answered
+    /// 200 are counted but not logged: a load balancer probing every few seconds
+    /// would otherwise fill the log. Any other answer there (a 503 while draining, a
+    /// 405) is logged.
+    pub quiet_target: Option<String>,
+}
+
+impl Options {
+    /// What `config` asks of the stats thread.
+    pub fn of(config: &crate::config::Config) -> Options {
+        Options {
+            format: config.log_format,
+            metrics: config.metrics_path.is_some(),
+            quiet_target: config.health_path.clone(),
+        }
+    }
+}
+
+/// Request durations, as a Prometheus histogram: a count per bucket of
+/// [`DURATION_BUCKETS`](crate::limits::DURATION_BUCKETS) (not cumulative; the last
+/// counts what is above every bound), their sum and their count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Requests per bucket; `buckets[i]` counts durations in `(bound[i-1], bound[i]]`.
+    pub buckets: [u64; crate::limits::DURATION_BUCKETS.len() + 1],
+    /// Sum of every duration, in nanoseconds.
+    pub sum_nanos: u128,
+    /// Requests observed.
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Counts one duration.
+    pub fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = crate::limits::DURATION_BUCKETS
+            .iter()
+            .position(|&bound| secs <= bound)
+            .unwrap_or(crate::limits::DURATION_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum_nanos += d.as_nanos();
+        self.count += 1;
+    }
+}
+
+/// Everything the metrics endpoint renders from this thread: the snapshot, plus the
+/// counts only metrics show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// The counters and gauges of the stats path.
+    pub snapshot: Snapshot,
+    /// Requests by method ([`Method::ALL`] order) and status class (1xx..5xx).
+    pub requests: [[u64; 5]; 4],
+    /// Time from complete head to last byte written.
+    pub duration: Histogram,
+    /// Connections accepted (see [`Gauges::accepted`]).
+    pub accepted: u64,
+    /// Connections parked with the idle watcher now.
+    pub parked: usize,
+}
+
+impl Metrics {
+    fn count(&mut self, r: &Record) {
+        let class = match r.status / 100 {
+            c @ 1..=4 => usize::from(c) - 1,
+            _ => 4,
+        };
+        self.requests[r.method_label as usize][class] += 1;
+        self.duration.observe(r.duration);
+    }
 }
 
 /// The counters, as the stats endpoint reports them.
@@ -92,7 +224,7 @@ pub struct Snapshot {
 }
 
 /// The compression store's counters.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct CompressionStats {
     /// Responses sent from a kept compressed representation.
     pub hits: u64,
@@ -138,9 +270,10 @@ impl Snapshot {
 
 /// Runs the logger loop until [`Msg::Stop`] or every sender is gone; returns the final
 /// counters. Lines go to the writer whenever the queue of records runs empty.
-pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, mut log: Queue) -> Snapshot {
+pub fn run(opts: Options, rx: Receiver<Msg>, gauges: Arc<Gauges>, mut log: Queue) -> Snapshot {
     let started = Instant::now();
     let mut counters = Snapshot::default();
+    let mut metrics = Metrics::default();
     let mut line = String::with_capacity(256);
     loop {
         let msg = match rx.try_recv() {
@@ -157,11 +290,16 @@ pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, mut log: Q
             Msg::Records(batch) => {
                 for r in &batch {
                     counters.count(r);
+                    if opts.metrics {
+                        metrics.count(r);
+                    }
+                    if opts.format == LogFormat::Off || is_quiet(&opts, r) {
+                        continue;
+                    }
                     line.clear();
-                    match format {
+                    match opts.format {
                         LogFormat::Combined => combined(r, &mut line),
-                        LogFormat::Json => json(r, &mut line),
-                        LogFormat::Off => continue,
+                        _ => json(r, &mut line),
                     }
                     log.push(line.as_bytes());
                 }
@@ -169,11 +307,28 @@ pub fn run(format: LogFormat, rx: Receiver<Msg>, gauges: Arc<Gauges>, mut log: Q
             Msg::Snapshot(reply) => {
                 let _ = reply.send(snapshot(&counters, &gauges, &log, started));
             }
+            Msg::Metrics(reply) => {
+                let _ = reply.send(Metrics {
+                    snapshot: snapshot(&counters, &gauges, &log, started),
+                    accepted: gauges.accepted.load(Ordering::Relaxed),
+                    parked: gauges.parked.load(Ordering::Relaxed),
+                    ..metrics.clone()
+                });
+            }
             Msg::Stop => break,
         }
     }
     log.flush();
     snapshot(&counters, &gauges, &log, started)
+}
+
+/// A successful health probe, kept out of the log (see [`Options::quiet_target`]).
+fn is_quiet(opts: &Options, r: &Record) -> bool {
+    let Some(quiet) = &opts.quiet_target else {
+        return false;
+    };
+    let path = r.target.split_once('?').map_or(r.target.as_str(), |(p, _)| p);
+    r.status == 200 && path == quiet
 }
 
 fn snapshot(counters: &Snapshot, gauges: &Gauges, log: &Queue, started: Instant) -> Snapshot {
@@ -289,6 +444,7 @@ mod tests {
             time: UNIX_EPOCH + Duration::from_secs(1_795_679_849),
             peer: "127.0.0.1".parse().unwrap(),
             method: "GET".into(),
+            method_label: Method::Get,
             target: "/a b\"c".into(),
             version: 1,
             status: 200,
@@ -368,7 +524,7 @@ mod tests {
         tx.send(Msg::Stop).unwrap();
         let (out, lines) = crossbeam_channel::unbounded();
         let (queue, writer) = crate::log_writer::start(Lines(out), 1 << 20).unwrap();
-        let last = run(LogFormat::Combined, rx, gauges, queue);
+        let last = run(options(LogFormat::Combined), rx, gauges, queue);
         assert_eq!(writer.finish(Instant::now() + Duration::from_secs(1)), 0);
         let snap = reply_rx.recv().unwrap();
         assert_eq!(snap.requests, 5);
@@ -380,6 +536,73 @@ mod tests {
         assert_eq!(last.bytes_sent, 5 * 1024);
         let out: Vec<u8> = lines.try_iter().flatten().collect();
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 5);
+    }
+
+    fn options(format: LogFormat) -> Options {
+        Options {
+            format,
+            metrics: true,
+            quiet_target: None,
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_upper_bounds_inclusive() {
+        let bounds = crate::limits::DURATION_BUCKETS;
+        let mut h = Histogram::default();
+        h.observe(Duration::ZERO);
+        h.observe(Duration::from_secs_f64(bounds[0]));
+        h.observe(Duration::from_secs_f64(bounds[1]));
+        h.observe(Duration::from_secs(3600));
+        assert_eq!(h.buckets[0], 2, "zero and the first bound itself");
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[bounds.len()], 1, "above every bound: +Inf only");
+        assert_eq!(h.count, 4);
+        assert_eq!(h.buckets.iter().sum::<u64>(), h.count);
+    }
+
+    #[test]
+    fn logger_keeps_metrics_by_method_and_class_and_skips_quiet_probes() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let gauges = Arc::new(Gauges::default());
+        gauges.accepted.store(7, Ordering::Relaxed);
+        let rec = |method: &str, target: &str, status| Record {
+            method: method.into(),
+            method_label: Method::of(method),
+            target: target.into(),
+            status,
+            ..record()
+        };
+        let batch = vec![
+            rec("GET", "/a", 200),
+            rec("GET", "/healthz", 200),
+            rec("GET", "/healthz?probe=1", 200),
+            rec("GET", "/healthz", 503),
+            rec("HEAD", "/a", 304),
+            rec("POST", "/a", 405),
+            rec("-", "-", 400),
+        ];
+        tx.send(Msg::Records(batch)).unwrap();
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        tx.send(Msg::Metrics(reply_tx)).unwrap();
+        tx.send(Msg::Stop).unwrap();
+        let (out, lines) = crossbeam_channel::unbounded();
+        let (queue, writer) = crate::log_writer::start(Lines(out), 1 << 20).unwrap();
+        let opts = Options {
+            quiet_target: Some("/healthz".into()),
+            ..options(LogFormat::Combined)
+        };
+        run(opts, rx, gauges, queue);
+        assert_eq!(writer.finish(Instant::now() + Duration::from_secs(1)), 0);
+        let m = reply_rx.recv().unwrap();
+        assert_eq!(m.snapshot.requests, 7, "quiet probes are still counted");
+        assert_eq!(m.requests[0], [0, 3, 0, 0, 1], "GET: three 200s, one 503");
+        assert_eq!(m.requests[1], [0, 0, 1, 0, 0], "HEAD: one 304");
+        assert_eq!(m.requests[3], [0, 0, 0, 2, 0], "POST and the unparsed head are other");
+        assert_eq!((m.duration.count, m.accepted), (7, 7));
+        let out = String::from_utf8(lines.try_iter().flatten().collect()).unwrap();
+        assert_eq!(out.lines().count(), 5, "the two 200 probes are not logged: {out}");
+        assert!(out.contains("\"GET /healthz HTTP/1.1\" 503"), "{out}");
     }
 
     /// Collects what the log writer writes.

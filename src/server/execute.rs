@@ -64,6 +64,11 @@ pub fn policy(config: &crate::config::Config) -> Policy<'_> {
             challenge: &config.auth_challenge,
             by_default: !config.rules.iter().any(|r| r.auth == Some(true)),
         }),
+        // Both unset (the default), the planner pays one check for the two paths.
+        endpoints: (config.metrics_path.is_some() | config.health_path.is_some()).then_some(plan::Endpoints {
+            health: config.health_path.as_deref(),
+            metrics: config.metrics_path.as_deref(),
+        }),
     }
 }
 
@@ -102,7 +107,7 @@ impl Executor {
             front: &mut self.front,
             shared,
         };
-        let plan = plan::plan(head, &mut site, &policy, shared.is_shutting_down());
+        let plan = plan::plan(head, &mut site, &policy, shared.is_closing());
         self.queue(plan)
     }
 

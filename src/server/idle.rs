@@ -74,6 +74,7 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
             early.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(1));
             next_sweep = clock::deadline(now, SWEEP_EVERY);
         }
+        parked.publish(&shared.gauges);
         if shared.is_shutting_down() && drained(&shared, &mut parked, &parked_rx, &jobs) {
             break;
         }
@@ -127,6 +128,18 @@ impl Parked {
         }
         if idle {
             self.idle.insert(entry);
+        }
+    }
+
+    /// Shows how many connections are parked, and how many of them idle between
+    /// requests, in the gauges (metrics, the drain); stores only what changed.
+    fn publish(&self, gauges: &crate::stats::Gauges) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if gauges.parked.load(Relaxed) != self.conns.len() {
+            gauges.parked.store(self.conns.len(), Relaxed);
+        }
+        if gauges.parked_idle.load(Relaxed) != self.idle.len() {
+            gauges.parked_idle.store(self.idle.len(), Relaxed);
         }
     }
 

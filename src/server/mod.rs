@@ -10,6 +10,7 @@
 
 mod conn;
 mod date;
+mod drain;
 mod execute;
 mod idle;
 mod output;
@@ -52,6 +53,8 @@ pub(crate) struct Shared {
     root_generation: AtomicU64,
     /// Compressed representations, shared by the workers (see `files::compress`).
     pub compressed: Store,
+    /// Draining or shutting down (see the `drain` module).
+    drain: drain::Drain,
 }
 
 impl Shared {
@@ -86,6 +89,11 @@ impl Shared {
         self.shutdown.load(Ordering::Relaxed)
     }
 
+    /// Draining or shutting down: every response closes its connection.
+    pub fn is_closing(&self) -> bool {
+        self.drain.is_closing()
+    }
+
     /// Asks the logger/stats thread for the current counters (`None` if it has
     /// stopped or does not answer within 2 s).
     pub fn snapshot(&self) -> Option<Snapshot> {
@@ -96,7 +104,7 @@ impl Shared {
         Some(snapshot)
     }
 
-    fn compression_stats(&self) -> stats::CompressionStats {
+    pub fn compression_stats(&self) -> stats::CompressionStats {
         let c = &self.compressed.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         stats::CompressionStats {
@@ -186,10 +194,18 @@ impl Handle {
     /// Starts a graceful shutdown: stop accepting, let in-flight responses finish
     /// (within the grace period), close idle connections. Returns at once.
     pub fn shutdown(&self) {
+        self.shared.drain.close();
         self.shared.shutdown.store(true, Ordering::SeqCst);
         // Shutting a listening socket down wakes a thread blocked in accept (Linux).
         let _ = SockRef::from(&*self.listener).shutdown(std::net::Shutdown::Both);
         let _ = self.shared.poller.notify();
+    }
+
+    /// What SIGTERM and SIGINT ask for: with `--health-path`, a drain the load
+    /// balancer can see (see the `drain` module); without, [`Handle::shutdown`]. A
+    /// second call during a drain shuts down at once. Returns at once.
+    pub fn terminate(&self) {
+        drain::terminate(self);
     }
 
     /// What SIGHUP asks for: the root path is opened again, so a deploy that switches
@@ -233,6 +249,7 @@ impl Server {
             shutdown: AtomicBool::new(false),
             poller,
             parked_tx,
+            drain: drain::Drain::default(),
         });
         Ok(Server {
             listener,
@@ -271,8 +288,8 @@ impl Server {
         let (log_queue, log_writer) = log_writer::start(io::stdout(), crate::limits::LOG_BUFFER_BYTES)?;
         let log_thread = {
             let gauges = Arc::clone(&shared.gauges);
-            let format = config.log_format;
-            spawn("ts-log", move || stats::run(format, log_rx, gauges, log_queue))?
+            let opts = stats::Options::of(config);
+            spawn("ts-log", move || stats::run(opts, log_rx, gauges, log_queue))?
         };
         let idle_thread = {
             let (shared, poller, jobs) = (Arc::clone(&shared), Arc::clone(&shared.poller), jobs_tx.clone());
@@ -291,7 +308,9 @@ impl Server {
         drop(jobs_tx);
         drop(listener);
 
-        let grace_end = clock::deadline(Instant::now(), config.limits.grace_period);
+        // The grace period counts from the signal, also when a drain came first.
+        let since = shared.drain.since().unwrap_or_else(Instant::now);
+        let grace_end = clock::deadline(since, config.limits.grace_period);
         drain(&shared, &done_rx, idle_thread, grace_end);
         // The logger thread never waits on stdout, so it stops at once; the writer
         // gets what is left of the grace period (and a little more) to catch up.
@@ -378,6 +397,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
                 continue;
             }
         };
+        shared.gauges.accepted.fetch_add(1, Ordering::Relaxed);
         if shared.is_shutting_down() {
             return;
         }

@@ -1,5 +1,5 @@
 //! The site the planner sees in production: a worker's [`FileCache`] over the root,
-//! plus the server's own counters.
+//! plus the server's own counters and metrics.
 
 use super::Shared;
 use crate::files::compress::{self, Front, Key};
@@ -9,8 +9,11 @@ use crate::http::encoding::Encoding;
 use crate::http::listing::{self, Format};
 use crate::http::meta::Missing;
 use crate::http::plan::{Page, Site, Source};
+use crate::metrics;
+use crate::stats::Msg;
 use rustix::fd::OwnedFd;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// A worker's view of the root for one request.
 pub struct FileSite<'a> {
@@ -81,5 +84,19 @@ impl Site for FileSite<'_> {
 
     fn counters(&mut self) -> Option<Vec<u8>> {
         self.shared.snapshot().and_then(|s| serde_json::to_vec_pretty(&s).ok())
+    }
+
+    /// Asks the logger/stats thread for its counts (as the stats path does: `None` if
+    /// it does not answer within 2 s) and renders them with the process metrics.
+    fn metrics(&mut self) -> Option<Vec<u8>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.shared.log.send(Msg::Metrics(tx)).ok()?;
+        let counts = rx.recv_timeout(Duration::from_secs(2)).ok()?;
+        let engine = metrics::Engine {
+            workers: self.shared.config.threads,
+            draining: self.shared.is_closing(),
+            compression: self.shared.compression_stats(),
+        };
+        Some(metrics::render(&counts, engine).into_bytes())
     }
 }

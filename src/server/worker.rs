@@ -326,6 +326,7 @@ impl Worker<'_> {
             time: SystemTime::now(),
             peer: peer.ip(),
             method: owned(head.method),
+            method_label: crate::stats::Method::of(head.method),
             target: owned(head.target),
             version: head.version,
             status: status.code(),

@@ -10,6 +10,7 @@ mod engine;
 mod files;
 mod flags;
 mod http;
+mod ops;
 mod props;
 mod semantics;
 mod support;

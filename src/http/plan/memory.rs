@@ -85,4 +85,8 @@ impl Site for MemorySite {
             Verdict::Denied
         }
     }
+
+    fn metrics(&mut self) -> Option<Vec<u8>> {
+        None
+    }
 }

@@ -16,12 +16,16 @@
 //! 5. Credentials, if `--auth-file` is set and the path needs them: a rule's `auth`
 //!    decides; without one, every path needs them unless some rule says
 //!    `auth = true` (then only the paths rules name do). The server's own endpoints
-//!    ([`Planner::own_endpoint`]: the stats path) need them only if a rule says so.
-//!    Missing, malformed or wrong credentials are a 401 with `WWW-Authenticate`
-//!    (the same answer whether the user exists or not); credentials the site could
-//!    not check now (too many checks running) a 429 with `Retry-After`. Nothing has
-//!    been looked up yet, so a 401 says nothing about what exists.
-//! 6. The stats path answers the counters (503 if they are not available).
+//!    ([`Planner::own_endpoint`]: the health, metrics and stats paths) need them
+//!    only if a rule says so. Missing, malformed or wrong credentials are a 401 with
+//!    `WWW-Authenticate` (the same answer whether the user exists or not);
+//!    credentials the site could not check now (too many checks running) a 429 with
+//!    `Retry-After`. Nothing has been looked up yet, so a 401 says nothing about
+//!    what exists.
+//! 6. The server's own endpoints, whatever ROOT holds under their paths and whatever
+//!    the dotfile rule says ([`Endpoints`]): the health path answers 200, or 503
+//!    while the server drains or shuts down; the metrics path answers the Prometheus
+//!    text; the stats path the JSON counters (both 503 if they are not available).
 //! 7. A hidden path (a dotfile) without `--dotfiles` is not found.
 //! 8. What the path names: a file (`/file/` is not found), a directory (step 9),
 //!    anything else 403; a miss is not found (step 10); see [`missing`] for the rest.
@@ -39,7 +43,7 @@
 //! Every response then carries the CORS origin (`--cors`), the `-H` headers and the
 //! matching rules' headers (a rule's header replaces a `-H` header of its name), and
 //! one `Connection` decision ([`Plan::connection`]): close when the client asked to,
-//! when the server is shutting down, or when the request announced a body that was
+//! when the server drains or shuts down, or when the request announced a body that was
 //! not read.
 
 pub mod file;
@@ -122,6 +126,8 @@ pub trait Site {
     /// Whether `user` and `password` are valid (`--auth-file`). Slow (bcrypt) unless
     /// the site has seen them lately; an unknown user must take as long as a known one.
     fn authorize(&mut self, user: &str, password: &str) -> Verdict;
+    /// The server's metrics in the Prometheus text format 0.0.4, if available.
+    fn metrics(&mut self) -> Option<Vec<u8>>;
 }
 
 /// What a body to compress is, so the site can key what it keeps: a file by its path
@@ -143,6 +149,20 @@ pub struct AuthPolicy<'c> {
     /// Whether a path no rule decides needs credentials (step 5).
     pub by_default: bool,
 }
+
+/// The health and metrics paths (`--health-path`, `--metrics-path`), each stored as
+/// the stats path is (see [`is_stats_path`]). The policy holds `None` when neither is
+/// configured, so a request pays one check for both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Endpoints<'c> {
+    /// Answers 200 while serving, 503 while the server drains or shuts down.
+    pub health: Option<&'c str>,
+    /// Answers the Prometheus text.
+    pub metrics: Option<&'c str>,
+}
+
+/// `Content-Type` of the metrics path: the Prometheus text format, version 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The configuration's HTTP settings (built from `Config` by the server).
 #[derive(Debug, Clone, Copy)]
@@ -173,6 +193,8 @@ pub struct Policy<'c> {
     pub rules: &'c [Rule],
     /// Basic auth, with `--auth-file` (step 5).
     pub auth: Option<AuthPolicy<'c>>,
+    /// The health and metrics paths; `None` when neither is set.
+    pub endpoints: Option<Endpoints<'c>>,
 }
 
 impl Default for Policy<'_> {
@@ -192,6 +214,7 @@ impl Default for Policy<'_> {
             stats_path: None,
             rules: &[],
             auth: None,
+            endpoints: None,
         }
     }
 }
@@ -306,8 +329,8 @@ impl<B> Plan<'_, B> {
     }
 }
 
-/// Plans the answer to `head`. `closing` is true while the server shuts down (every
-/// response then closes its connection).
+/// Plans the answer to `head`. `closing` is true while the server drains or shuts
+/// down: every response then closes its connection, and the health path answers 503.
 pub fn plan<'p, S: Site>(head: &Head, site: &mut S, policy: &Policy<'p>, closing: bool) -> Plan<'p, S::Body> {
     let mut p = Planner {
         head,
@@ -315,6 +338,7 @@ pub fn plan<'p, S: Site>(head: &Head, site: &mut S, policy: &Policy<'p>, closing
         policy: *policy,
         close: !head.wants_keep_alive() || closing,
         rule: Effective::default(),
+        closing,
     };
     p.request()
 }
@@ -328,6 +352,8 @@ struct Planner<'a, 'p, S: Site> {
     close: bool,
     /// What the rules set for this request's path (step 4).
     rule: Effective<'p>,
+    /// The server drains or shuts down.
+    closing: bool,
 }
 
 type Headers<'p> = Vec<(&'p str, Value<'p>)>;
@@ -358,6 +384,11 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         }
         if let Some(refused) = self.check_auth(&url) {
             return refused;
+        }
+        if let Some(endpoints) = self.policy.endpoints {
+            if let Some(plan) = self.endpoint(endpoints, &url) {
+                return plan;
+            }
         }
         if self.policy.stats_path.is_some_and(|s| is_stats_path(&url, s)) {
             return self.counters();
@@ -402,7 +433,10 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     /// the stats path. The hook for any other endpoint the server answers itself
     /// (health, metrics): add its path here.
     fn own_endpoint(&self, url: &UrlPath) -> bool {
-        self.policy.stats_path.is_some_and(|s| is_stats_path(url, s))
+        let endpoints = self.policy.endpoints.map_or([None, None], |e| [e.health, e.metrics]);
+        (endpoints.into_iter().chain([self.policy.stats_path]))
+            .flatten()
+            .any(|path| is_stats_path(url, path))
     }
 
     /// Step 4: a rule's redirect.
@@ -533,6 +567,26 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         self.finish(status, headers, body)
     }
 
+    /// Step 4 for the health and metrics paths; `None` if `url` is neither.
+    fn endpoint(&mut self, endpoints: Endpoints<'p>, url: &UrlPath) -> Option<Plan<'p, S::Body>> {
+        let no_store = || vec![("Cache-Control", Value::Str("no-store"))];
+        if endpoints.health.is_some_and(|h| is_stats_path(url, h)) {
+            let (status, body) = if self.closing {
+                (Status::ServiceUnavailable, "draining\n")
+            } else {
+                (Status::Ok, "ok\n")
+            };
+            return Some(self.small(status, TEXT, body.as_bytes().to_vec(), no_store()));
+        }
+        if endpoints.metrics.is_some_and(|m| is_stats_path(url, m)) {
+            return Some(match self.site.metrics() {
+                Some(text) => self.small(Status::Ok, METRICS_CONTENT_TYPE, text, no_store()),
+                None => self.refuse(Refusal::keep(Status::ServiceUnavailable, "Metrics are not available.")),
+            });
+        }
+        None
+    }
+
     fn counters(&mut self) -> Plan<'p, S::Body> {
         match self.site.counters() {
             Some(json) => self.small(
@@ -632,6 +686,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
 }
 
 const HTML: &str = "text/html; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The request headers a CORS preflight allows.
 const PREFLIGHT_HEADERS: &str =
@@ -756,7 +811,8 @@ pub fn check_request(head: &Head) -> Result<(), Refusal> {
 /// Whether the decoded request path `url` is the stats path (`--stats-path`, stored by
 /// `config` as `/` + decoded segments, with a trailing `/` if it has one). Matching the
 /// decoded path, not the raw target, keeps other spellings (`/status%2Ejson`,
-/// `/x/../status.json`) from reaching a file the stats path shadows.
+/// `/x/../status.json`) from reaching a file the stats path shadows. The health and
+/// metrics paths are matched the same way.
 pub fn is_stats_path(url: &UrlPath, stats: &str) -> bool {
     let Some(rest) = stats.strip_prefix('/') else {
         return false;

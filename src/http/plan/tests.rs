@@ -247,6 +247,10 @@ impl Site for MapSite {
             _ => Verdict::Denied,
         }
     }
+
+    fn metrics(&mut self) -> Option<Vec<u8>> {
+        Some(b"# TYPE threadserve_requests_total counter\n".to_vec())
+    }
 }
 
 fn get(target: &'static str) -> Head<'static> {
@@ -876,4 +880,91 @@ fn auth_gives_no_hint_and_checks_nothing_without_credentials() {
         s.checked.is_empty() && s.looked_up.is_empty(),
         "nothing checked, nothing looked up"
     );
+}
+
+/// The health and metrics paths (step 6): they answer whatever the site holds under
+/// them and whatever the dotfile rule says, never reach the site's files, match the
+/// decoded path, and the health path turns 503 while the server is closing.
+#[test]
+fn health_and_metrics_paths() {
+    let p = Policy::default();
+    let ops = |health, metrics| Policy {
+        endpoints: Some(Endpoints { health, metrics }),
+        ..p
+    };
+    let health = ops(Some("/healthz"), Some("/metrics"));
+    let over_file = ops(Some("/a.txt"), None);
+    let over_dotfile = ops(Some("/.env"), Some("/.metrics"));
+    let over_dir = ops(Some("/d/"), None);
+    let with_stats = Policy {
+        stats_path: Some("/status.json"),
+        ..health
+    };
+    let head_req = Head {
+        target: "/healthz",
+        ..head("HEAD", None)
+    };
+    let post = Head {
+        target: "/healthz",
+        ..head("POST", None)
+    };
+    #[rustfmt::skip]
+    let cases: Vec<(&str, Head<'static>, Policy, bool, u16, &str, bool)> = vec![
+        ("health_is_200", get("/healthz"), health, false, 200, "ok\n", false),
+        ("health_is_503_while_closing_and_closes", get("/healthz"), health, true, 503, "draining\n", true),
+        ("other_requests_are_served_while_closing_and_close", get("/a.txt"), health, true, 200, "hello", true),
+        ("health_with_a_query", get("/healthz?probe=1"), health, false, 200, "ok", false),
+        ("health_encoded", get("/heal%74hz"), health, false, 200, "ok", false),
+        ("health_through_dot_segments", get("/x/../healthz"), health, false, 200, "ok", false),
+        ("health_with_a_slash_is_not_it", get("/healthz/"), health, false, 404, "404", false),
+        ("health_head_has_no_body", head_req, health, false, 200, "", false),
+        ("health_post_is_405", post, health, false, 405, "405", false),
+        ("health_wins_over_a_file", get("/a.txt"), over_file, false, 200, "ok\n", false),
+        ("health_wins_over_a_directory", get("/d/"), over_dir, false, 200, "ok\n", false),
+        ("health_at_a_dotfile_without_dotfiles", get("/.env"), over_dotfile, false, 200, "ok\n", false),
+        ("metrics_at_a_dotfile_without_dotfiles", get("/.metrics"), over_dotfile, false, 200, "threadserve_requests_total", false),
+        ("other_dotfiles_stay_hidden", get("/.other"), over_dotfile, false, 404, "404", false),
+        ("metrics_are_served", get("/metrics"), health, false, 200, "# TYPE threadserve_requests_total counter", false),
+        ("metrics_while_closing", get("/metrics"), health, true, 200, "threadserve_requests_total", true),
+        ("stats_path_next_to_them", get("/status.json"), with_stats, false, 200, "requests", false),
+        ("without_endpoints_it_is_a_path", get("/healthz"), p, false, 404, "404", false),
+        ("health_only_leaves_metrics_a_path", get("/metrics"), ops(Some("/healthz"), None), false, 404, "404", false),
+    ];
+    for (name, h, policy, closing, status, snippet, close) in cases {
+        let mut s = site();
+        let plan = plan(&h, &mut s, &policy, closing);
+        let text = String::from_utf8_lossy(&body(&plan)).into_owned();
+        assert_eq!(plan.status.code(), status, "{name}: status");
+        assert!(text.contains(snippet), "{name}: body {text:?} lacks {snippet:?}");
+        assert_eq!(plan.close(), close, "{name}: close");
+        if status != 404 && name != "other_requests_are_served_while_closing_and_close" {
+            assert!(s.looked_up.is_empty(), "{name}: reached the site: {:?}", s.looked_up);
+        }
+    }
+}
+
+#[test]
+fn health_and_metrics_headers() {
+    let policy = Policy {
+        endpoints: Some(Endpoints {
+            health: Some("/healthz"),
+            metrics: Some("/metrics"),
+        }),
+        ..Policy::default()
+    };
+    let (_, _, _, health) = run(get("/healthz"), &policy);
+    assert_eq!(
+        health.header("content-type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(health.header("content-length").as_deref(), Some("3"));
+    assert_eq!(health.header("cache-control").as_deref(), Some("no-store"));
+    let (_, _, _, metrics) = run(get("/metrics"), &policy);
+    assert_eq!(metrics.header("content-type").as_deref(), Some(METRICS_CONTENT_TYPE));
+    assert_eq!(METRICS_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(metrics.header("cache-control").as_deref(), Some("no-store"));
+    // A site that cannot produce metrics (the stats thread is gone): 503, kept open.
+    let mut gone = memory::MemorySite::default();
+    let plan = plan(&get("/metrics"), &mut gone, &policy, false);
+    assert_eq!((plan.status.code(), plan.close()), (503, false));
 }
