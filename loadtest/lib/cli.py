@@ -13,8 +13,9 @@ import sys
 import time
 
 from . import peers
-from .common import (ALL_CONNS, ALL_SERVERS, ALL_SIZES, INSTALL_HINTS, REPO, RESULTS,
-                     SERVER_ALIASES, WORK, log, tool_version, which)
+from .common import (ALL_CONNS, ALL_SERVERS, ALL_SIZES, BASE, INSTALL_HINTS,
+                     KNOWN_SERVERS, REPO, RESULTS, SERVER_ALIASES, WORK, log,
+                     tool_version, which)
 from .matrix import run_cell
 from .profile import ProfileRun, parse_spec
 from .report import quick_verdict, summarize, write_results
@@ -34,7 +35,8 @@ def build_parser():
     ap = argparse.ArgumentParser(
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Servers: " + ", ".join(ALL_SERVERS) + " (aliases: sws, ts). "
+        epilog="Servers: " + ", ".join(ALL_SERVERS) + ", and " + BASE + " with "
+               "--baseline-bin (aliases: sws, ts, base). "
                "Sizes: " + ", ".join(ALL_SIZES) + ".")
     ap.add_argument("--tool", choices=["wrk", "oha"], default="wrk",
                     help="load generator (default wrk)")
@@ -66,6 +68,11 @@ def build_parser():
                     help="pass --threads N to threadserve (default: its own default)")
     ap.add_argument("--ts-arg", action="append", metavar="ARGS",
                     help="extra arguments for threadserve (repeatable, split on spaces)")
+    ap.add_argument("--baseline-bin", metavar="PATH",
+                    help="a second threadserve binary (e.g. the build before a change), "
+                         f"run as server {BASE} (alias base) with threadserve's flags "
+                         "and pinning, right after threadserve in every cell; the "
+                         "tables gain a ×base column and a threadserve/base section")
     ap.add_argument("--tinyhttp-threads", type=int, default=8,
                     help="worker threads of the tiny_http baseline (default %(default)s)")
     ap.add_argument("--no-build", action="store_true",
@@ -104,6 +111,23 @@ def parse_list(s, allowed, what, conv=str, aliases=None):
     return out
 
 
+def with_baseline(args, servers):
+    """Checks --baseline-bin (made absolute: servers start in loadtest/work) and
+    puts threadserve-base right after threadserve, so the two run back to back."""
+    if not args.baseline_bin:
+        if BASE in servers:
+            sys.exit(f"{BASE} is the binary given with --baseline-bin PATH")
+        return servers
+    if args.quick:
+        sys.exit("--quick runs threadserve alone; drop --baseline-bin")
+    args.baseline_bin = os.path.abspath(os.path.expanduser(args.baseline_bin))
+    if not (os.path.isfile(args.baseline_bin) and os.access(args.baseline_bin, os.X_OK)):
+        sys.exit(f"--baseline-bin {args.baseline_bin}: not an executable file")
+    servers = [n for n in servers if n != BASE]
+    at = servers.index("threadserve") + 1 if "threadserve" in servers else 0
+    return servers[:at] + [BASE] + servers[at:]
+
+
 def cpu_list_count(spec):
     n = set()
     for part in spec.split(","):
@@ -120,7 +144,8 @@ def matrix_from_args(args):
     if args.quick:
         args.servers, args.sizes, args.conns = "threadserve", "1k", "64"
         args.duration, args.reps, args.warmup = 2, 1, 1
-    servers = parse_list(args.servers, ALL_SERVERS, "server", aliases=SERVER_ALIASES)
+    servers = parse_list(args.servers, KNOWN_SERVERS, "server", aliases=SERVER_ALIASES)
+    servers = with_baseline(args, servers)
     sizes = parse_list(args.sizes, ALL_SIZES, "size")
     conns = parse_list(args.conns, None, "connection count", conv=int)
     if any(c < 1 for c in conns) or args.reps < 1 or args.duration <= 0:
@@ -185,6 +210,7 @@ def base_meta(args, now, host, pinning, nofile, order, sizes, conns, available, 
         "server_versions": {k: v for k, v in versions.items() if k in order},
         "skipped": skipped,
         "quick": args.quick,
+        "baseline_bin": args.baseline_bin,
     }
 
 
@@ -262,7 +288,7 @@ def main():
         return 2
     pinning = set_pinning(args, os.cpu_count() or 1)
     log(f"pinning: {pinning}")
-    available = peers.find_servers(servers, args.no_build, skipped)
+    available = peers.find_servers(servers, args.no_build, skipped, args.baseline_bin)
     pin_self(args)   # after the builds
 
     paths_file = make_docroot()

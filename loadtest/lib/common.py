@@ -29,12 +29,18 @@ ALL_SIZES = list(SIZES)
 BY_TRANSFER = {"10m"}
 ALL_CONNS = [1, 64, 1000]
 ALL_SERVERS = ["threadserve", "nginx", "static-web-server", "python", "tinyhttp"]
+# A second threadserve binary (--baseline-bin), e.g. the build before a change:
+# started with threadserve's flags and pinning, run right after threadserve in
+# every cell. Not in ALL_SERVERS: it runs only when --baseline-bin names a binary.
+BASE = "threadserve-base"
+KNOWN_SERVERS = ALL_SERVERS + [BASE]
 SERVER_ALIASES = {"sws": "static-web-server", "tiny_http": "tinyhttp",
                   "tinyhttp_baseline": "tinyhttp", "ts": "threadserve",
-                  "http.server": "python"}
+                  "http.server": "python", "base": BASE, "ts-base": BASE}
 COLORS = {"threadserve": "#d62728", "nginx": "#2ca02c",
           "static-web-server": "#1f77b4", "python": "#9467bd",
-          "tinyhttp": "#ff7f0e"}
+          "tinyhttp": "#ff7f0e", BASE: "#8c564b"}
+DASHED = {BASE}   # drawn dashed in the chart
 INSTALL_HINTS = {
     "wrk": "apt-get install wrk",
     "nginx": "apt-get install nginx-light",

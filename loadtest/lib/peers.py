@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
-from .common import (BUILD_TIMEOUT, DOCROOT, INSTALL_HINTS, LOGS, REPO, SIZES,
+from .common import (BASE, BUILD_TIMEOUT, DOCROOT, INSTALL_HINTS, LOGS, REPO, SIZES,
                      STARTUP_TIMEOUT, STOP_GRACE, WORK, free_port, log, tool_version,
                      which)
 
@@ -46,9 +46,10 @@ def cargo_build(args, what):
     return True
 
 
-def find_servers(servers, no_build, skipped):
+def find_servers(servers, no_build, skipped, baseline_bin=None):
     """Builds what is built here and looks for the rest. Returns {name: binary or
-    True} for the servers that can run; appends a line to `skipped` for the others."""
+    True} for the servers that can run; appends a line to `skipped` for the others.
+    threadserve-base is baseline_bin as given (checked by the caller), never built."""
     available = {}
 
     def skip(line):
@@ -78,12 +79,23 @@ def find_servers(servers, no_build, skipped):
                 skip(f"{name}: not found, skipped — install with `{INSTALL_HINTS[name]}`")
     if "python" in servers:
         available["python"] = sys.executable
+    if BASE in servers and baseline_bin:
+        available[BASE] = baseline_bin
     return available
+
+
+def binary_version(binary):
+    """`BINARY --version`, the path and its modification time, for the JSON."""
+    mtime = datetime.datetime.fromtimestamp(os.path.getmtime(binary))
+    v = tool_version([binary, "--version"]) or "no --version output"
+    return f"{v} ({binary}, built {mtime:%Y-%m-%d %H:%M})"
 
 
 def server_versions(available, tinyhttp_threads):
     sws = available.get("static-web-server")
     return {
+        "threadserve": binary_version(TS_BIN) if "threadserve" in available else "",
+        BASE: binary_version(available[BASE]) if BASE in available else "",
         "nginx": tool_version([available["nginx"], "-v"]) if "nginx" in available else "",
         "static-web-server": "static-web-server " + re.sub(
             r"^Version:\s*", "", tool_version([sws, "--version"])) if sws else "",
@@ -170,15 +182,16 @@ def sws_help_flags(binary):
         return ""
 
 
-def threadserve_spec(args):
+def threadserve_spec(args, name="threadserve", binary=TS_BIN):
+    """threadserve, or the baseline binary under its own name: same flags."""
     def ts_argv(port):
-        a = [TS_BIN, "--bind", f"127.0.0.1:{port}", "--log-format", "off"]
+        a = [binary, "--bind", f"127.0.0.1:{port}", "--log-format", "off"]
         if args.threads:
             a += ["--threads", str(args.threads)]
         for extra in args.ts_arg or []:
             a += extra.split()
         return a + [DOCROOT]
-    return ServerSpec("threadserve", ts_argv)
+    return ServerSpec(name, ts_argv)
 
 
 def sws_spec(sws):
@@ -202,6 +215,8 @@ def build_specs(args, available):
     specs = {}
     if "threadserve" in available:
         specs["threadserve"] = threadserve_spec(args)
+    if BASE in available:
+        specs[BASE] = threadserve_spec(args, BASE, available[BASE])
     if "nginx" in available:
         nginx = available["nginx"]
         d = NGINX_DIR

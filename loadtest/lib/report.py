@@ -5,7 +5,7 @@ import json
 import os
 import statistics
 
-from .common import BY_TRANSFER, MANY_COUNT, MANY_SIZE, SAMPLE_INTERVAL, log
+from .common import BASE, BY_TRANSFER, MANY_COUNT, MANY_SIZE, SAMPLE_INTERVAL, log
 from .chart import svg_chart
 
 
@@ -104,18 +104,38 @@ def markdown_header(meta, servers):
                  f"{prof['profiler']}, an extra run not in these numbers: `{prof['file']}`")
     elif prof:
         L.append(f"- profile: not taken ({prof['note']})")
+    if BASE in servers:
+        L.append(f"- {BASE}: the binary given with --baseline-bin, run with "
+                 "threadserve's flags and pinning, right after threadserve in every "
+                 "cell")
     L.append("")
-    L.append("Ratios compare req/s with nginx (×nginx) and static-web-server (×sws) in "
-             "the same cell of this run. ⚠ marks errors (connect/read/write/timeout), "
-             "non-2xx responses, a server that died, or responses shorter than the file.")
+    L.append("Ratios compare req/s with nginx (×nginx)"
+             + (f", static-web-server (×sws) and {BASE} (×base)" if BASE in servers
+                else " and static-web-server (×sws)") +
+             " in the same cell of this run. ⚠ marks errors "
+             "(connect/read/write/timeout), non-2xx responses, a server that died, "
+             "or responses shorter than the file.")
     L.append("")
     return L
 
 
-def markdown_row(c, n, s, key, ref_n, ref_s):
+def ref_names(servers):
+    """The servers the ratio columns divide by: (name, column title)."""
+    refs = [("nginx", "×nginx"), ("static-web-server", "×sws")]
+    if BASE in servers:
+        refs.append((BASE, "×base"))
+    return refs
+
+
+def ratio_cells(s, key, refs):
+    return " | ".join(f"{s[key] / r:.2f}" if r else "-" for r in refs)
+
+
+def markdown_row(c, n, s, key, refs):
+    """One table row; refs are the ratio columns' reference values (or None)."""
     if s.get("rps") is None:
         why = "; ".join(sorted(set(s["failures"]))) or "no result"
-        return f"| {c} | {n} | ⚠ {why} | | | | | | | | | |"
+        return f"| {c} | {n} | ⚠ {why} |" + " |" * (7 + len(refs))
     err = str(s["errors"])
     if s["errors"]:
         kinds = ", ".join(f"{k} {v}" for k, v in s["error_kinds"].items())
@@ -128,13 +148,11 @@ def markdown_row(c, n, s, key, ref_n, ref_s):
         name += " ⚠ short"
     if s["ok_reps"] < s["reps"]:
         name += f" ⚠ {s['ok_reps']}/{s['reps']} reps"
-    rn = f"{s[key] / ref_n:.2f}" if ref_n else "-"
-    rs = f"{s[key] / ref_s:.2f}" if ref_s else "-"
     return (f"| {c} | {name} | {fmt_rate(s['rps'])} | "
             f"{fmt_bytes_rate(s['bytes_per_s'])} | {fmt_ms(s['p50_ms'])} | "
             f"{fmt_ms(s['p99_ms'])} | {err} | {non2xx} | "
             f"{s['rss_peak_kb'] / 1024:.1f} MiB | {s['threads_peak']} | "
-            f"{rn} | {rs} |")
+            f"{ratio_cells(s, key, refs)} |")
 
 
 def markdown_section(summary, size, conns, servers):
@@ -145,16 +163,63 @@ def markdown_section(summary, size, conns, servers):
         L.append("Ratios in this section compare **transfer/s**: with large files "
                  "few responses finish inside a run, so req/s is coarse.")
         L.append("")
+    names = ref_names(servers)
     L.append("| conns | server | req/s | transfer/s | p50 | p99 | errors | non-2xx | "
-             "peak RSS | threads | ×nginx | ×sws |")
-    L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "peak RSS | threads | " + " | ".join(t for _, t in names) + " |")
+    L.append("|---:|---|" + "---:|" * (8 + len(names)))
     for c in conns:
-        ref_n = summary.get((size, c, "nginx"), {}).get(key)
-        ref_s = summary.get((size, c, "static-web-server"), {}).get(key)
+        refs = [summary.get((size, c, r), {}).get(key) for r, _ in names]
         for n in servers:
             s = summary.get((size, c, n))
             if s is not None:
-                L.append(markdown_row(c, n, s, key, ref_n, ref_s))
+                L.append(markdown_row(c, n, s, key, refs))
+    L.append("")
+    return L
+
+
+BASE_TOLERANCE = 0.03   # issue 11: every cell within 3% of the pre-change build
+
+
+def base_comparison(summary, sizes, conns):
+    """threadserve ÷ threadserve-base per cell: [(size, conns, key, ts, base,
+    ratio)], ratio None when either has no result."""
+    rows = []
+    for size in sizes:
+        key = "bytes_per_s" if size in BY_TRANSFER else "rps"
+        for c in conns:
+            ts = summary.get((size, c, "threadserve"), {})
+            base = summary.get((size, c, BASE), {})
+            a, b = ts.get(key), base.get(key)
+            rows.append({"size": size, "conns": c, "by": key, "threadserve": a,
+                         BASE: b, "ratio": a / b if a and b else None,
+                         "threadserve_all": ts.get("rps_all"),
+                         "base_all": base.get("rps_all")})
+    return rows
+
+
+def markdown_base(rows):
+    """The threadserve / threadserve-base section."""
+    L = [f"## threadserve / {BASE}", "",
+         f"Median req/s (transfer/s for {', '.join(sorted(BY_TRANSFER))}) of threadserve "
+         f"divided by {BASE}'s in the same cell; the two ran back to back in every "
+         f"repetition. ✓: within ±{BASE_TOLERANCE:.0%}. Compare the spread of the "
+         "repetitions (req/s of each) before reading a difference smaller than it.", "",
+         f"| cell | threadserve | {BASE} | ratio | ±{BASE_TOLERANCE:.0%} | "
+         f"threadserve reps | {BASE} reps |",
+         "|---|---:|---:|---:|---|---|---|"]
+    for r in rows:
+        fmt = fmt_bytes_rate if r["by"] == "bytes_per_s" else fmt_rate
+        a = fmt(r["threadserve"]) if r["threadserve"] else "-"
+        b = fmt(r[BASE]) if r[BASE] else "-"
+        if r["ratio"] is None:
+            ratio, ok = "-", "⚠ no result"
+        else:
+            ratio = f"{r['ratio']:.3f}"
+            ok = "✓" if abs(r["ratio"] - 1) <= BASE_TOLERANCE else "⚠ outside"
+        reps = [", ".join(fmt_rate(v) for v in (r[k] or []))
+                for k in ("threadserve_all", "base_all")]
+        L.append(f"| {r['size']}, {r['conns']} conns | {a} | {b} | {ratio} | {ok} | "
+                 f"{reps[0]} | {reps[1]} |")
     L.append("")
     return L
 
@@ -163,6 +228,8 @@ def markdown(meta, summary, sizes, conns, servers, notes):
     L = markdown_header(meta, servers)
     for size in sizes:
         L += markdown_section(summary, size, conns, servers)
+    if BASE in servers and "threadserve" in servers:
+        L += markdown_base(base_comparison(summary, sizes, conns))
     if notes:
         L.append("## Notes")
         L.append("")
@@ -180,11 +247,13 @@ def markdown(meta, summary, sizes, conns, servers, notes):
 def write_results(stem, meta, runs, notes, summary, sizes, conns, servers):
     """Writes STEM.json, STEM.md and STEM.svg; returns the Markdown text."""
     os.makedirs(os.path.dirname(stem), exist_ok=True)
+    doc = {"meta": meta, "runs": runs, "notes": notes,
+           "summary": [dict(size=k[0], conns=k[1], server=k[2], **v)
+                       for k, v in summary.items()]}
+    if BASE in servers and "threadserve" in servers:
+        doc["vs_base"] = base_comparison(summary, sizes, conns)
     with open(stem + ".json", "w") as f:
-        json.dump({"meta": meta, "runs": runs, "notes": notes,
-                   "summary": [dict(size=k[0], conns=k[1], server=k[2], **v)
-                               for k, v in summary.items()]},
-                  f, indent=1, default=str)
+        json.dump(doc, f, indent=1, default=str)
     md = markdown(meta, summary, sizes, conns, servers, notes)
     with open(stem + ".md", "w") as f:
         f.write(md)
