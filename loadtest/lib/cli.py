@@ -13,8 +13,9 @@ import sys
 import time
 
 from . import peers
-from .common import (ALL_CONNS, ALL_SERVERS, ALL_SIZES, BASE, INSTALL_HINTS,
-                     KNOWN_SERVERS, REPO, RESULTS, SERVER_ALIASES, WORK, log,
+from .common import (ACCEPT_ENCODING, ALL_CONNS, ALL_SERVERS, ALL_SIZES, BASE,
+                     COMPRESSION_CONNS, COMPRESSION_SIZES, INSTALL_HINTS, KNOWN_SERVERS,
+                     KNOWN_SIZES, REPO, RESULTS, SERVER_ALIASES, WORK, log,
                      tool_version, which)
 from .matrix import run_cell
 from .profile import ProfileRun, parse_spec
@@ -37,15 +38,27 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Servers: " + ", ".join(ALL_SERVERS) + ", and " + BASE + " with "
                "--baseline-bin (aliases: sws, ts, base). "
-               "Sizes: " + ", ".join(ALL_SIZES) + ".")
+               "Sizes: " + ", ".join(ALL_SIZES) + " (the default), and the "
+               "compression cells " + ", ".join(
+                   f"{k} (Accept-Encoding: {v})" for k, v in ACCEPT_ENCODING.items())
+               + ".")
     ap.add_argument("--tool", choices=["wrk", "oha"], default="wrk",
                     help="load generator (default wrk)")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS),
                     help="comma list of servers to run (default: all available)")
-    ap.add_argument("--sizes", default=",".join(ALL_SIZES),
-                    help="comma list of file-size cells (default: %(default)s)")
-    ap.add_argument("--conns", default=",".join(map(str, ALL_CONNS)),
-                    help="comma list of connection counts (default: %(default)s)")
+    ap.add_argument("--sizes", default=None,
+                    help="comma list of file-size cells (default: "
+                         + ",".join(ALL_SIZES) + ")")
+    ap.add_argument("--conns", default=None,
+                    help="comma list of connection counts (default: "
+                         + ",".join(map(str, ALL_CONNS)) + "; with --compression "
+                         + ",".join(map(str, COMPRESSION_CONNS)) + ")")
+    ap.add_argument("--compression", action="store_true",
+                    help="the compression section: cells " + ",".join(COMPRESSION_SIZES)
+                         + " (64 KiB JS, 200 KiB HTML; Accept-Encoding all four codings "
+                         "or gzip only), nginx with gzip on, static-web-server with "
+                         "its compression on; alone it replaces the default sizes "
+                         "and conns, with --sizes it adds to them")
     ap.add_argument("--duration", type=int, default=6,
                     help="seconds per measured run (default %(default)s)")
     ap.add_argument("--warmup", type=int, default=2,
@@ -142,12 +155,24 @@ def cpu_list_count(spec):
 def matrix_from_args(args):
     """Applies --quick and checks the lists; returns (servers, sizes, conns)."""
     if args.quick:
+        if args.compression:
+            sys.exit("--quick runs the 1k cell alone; drop --compression")
         args.servers, args.sizes, args.conns = "threadserve", "1k", "64"
         args.duration, args.reps, args.warmup = 2, 1, 1
     servers = parse_list(args.servers, KNOWN_SERVERS, "server", aliases=SERVER_ALIASES)
     servers = with_baseline(args, servers)
-    sizes = parse_list(args.sizes, ALL_SIZES, "size")
-    conns = parse_list(args.conns, None, "connection count", conv=int)
+    if args.sizes is None:
+        sizes = [] if args.compression else list(ALL_SIZES)
+    else:
+        sizes = parse_list(args.sizes, KNOWN_SIZES, "size")
+    if args.compression:
+        sizes += [s for s in COMPRESSION_SIZES if s not in sizes]
+    if args.conns is None:
+        conns = list(COMPRESSION_CONNS if args.compression else ALL_CONNS)
+    else:
+        conns = parse_list(args.conns, None, "connection count", conv=int)
+    if not sizes or not conns:
+        sys.exit("--sizes and --conns must name at least one cell")
     if any(c < 1 for c in conns) or args.reps < 1 or args.duration <= 0:
         sys.exit("connections, --reps and --duration must be positive")
     return servers, sizes, conns
@@ -252,6 +277,9 @@ def finish_meta(meta, t_start, interrupted):
     conf = peers.nginx_conf_text()
     if conf is not None:
         meta["nginx_conf"] = conf
+    conf = peers.nginx_conf_text(gzip=True)
+    if conf is not None:
+        meta["nginx_conf_compression"] = conf
     meta["interrupted"] = interrupted
 
 
