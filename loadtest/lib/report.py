@@ -113,9 +113,9 @@ def markdown_header(meta, servers):
     elif prof:
         L.append(f"- profile: not taken ({prof['note']})")
     if BASE in servers:
-        L.append(f"- {BASE}: the binary given with --baseline-bin, run with "
-                 "threadserve's flags and pinning, right after threadserve in every "
-                 "cell")
+        L.append(f"- the baseline, {BASE}, is the binary given with --baseline-bin, "
+                 "run with threadserve's flags and pinning, right after threadserve in "
+                 "every cell")
     L.append("")
     L.append("Ratios compare req/s with nginx (×nginx)"
              + (f", static-web-server (×sws) and {BASE} (×base)" if BASE in servers
