@@ -3,7 +3,9 @@
 common     paths, matrix constants, small helpers
 workspace  RLIMIT_NOFILE, the generated docroot
 peers      building, configuring, starting and stopping the servers
-procfs     /proc sampling of a server's RSS and threads
+procfs     /proc sampling of a server's RSS and threads; its CPU time per run
+wire       compression cells: one GET over a raw socket, wire sizes, decoding
+textgen    compression cells: deterministic pseudo-JavaScript and HTML
 tools      wrk and oha: invocation and output parsing
 matrix     one cell: start, check, warm up, interleaved repetitions
 report     medians, Markdown tables, results files, the --quick verdict

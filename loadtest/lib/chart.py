@@ -3,12 +3,16 @@ file cell (transfer/s ÷ file size for the BY_TRANSFER cells)."""
 
 import math
 
-from .common import BY_TRANSFER, COLORS, SIZES
+from .common import BY_TRANSFER, COLORS, DASHED, SIZES
 
 PW, PH = 420, 280             # panel size
 ML, MR, MT, MB = 70, 20, 40, 45
 LEGEND_H = 30
 TITLE_H = 36
+
+
+def dash(n):
+    return ' stroke-dasharray="6 3"' if n in DASHED else ""
 
 
 def esc(s):
@@ -66,7 +70,7 @@ def legend(servers):
     for n in servers:
         y = TITLE_H + 12
         out.append(f'<line x1="{x}" y1="{y}" x2="{x + 22}" y2="{y}" '
-                   f'stroke="{COLORS.get(n, "#444")}" stroke-width="3"/>')
+                   f'stroke="{COLORS.get(n, "#444")}" stroke-width="3"{dash(n)}/>')
         out.append(f'<text x="{x + 28}" y="{y + 4}">{esc(n)}</text>')
         x += 40 + 8 * len(n)
     return out
@@ -135,7 +139,7 @@ def series(n, label, pts):
     if len(pts) > 1:
         d = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in pts)
         out.append(f'<polyline points="{d}" fill="none" stroke="{color}" '
-                   f'stroke-width="2"/>')
+                   f'stroke-width="2"{dash(n)}/>')
     for px, py, v, c in pts:
         out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.5" fill="{color}">'
                    f'<title>{esc(f"{n}, {label}, {c} conns: {v:.0f} req/s")}</title>'

@@ -13,8 +13,10 @@ import sys
 import time
 
 from . import peers
-from .common import (ALL_CONNS, ALL_SERVERS, ALL_SIZES, INSTALL_HINTS, REPO, RESULTS,
-                     SERVER_ALIASES, WORK, log, tool_version, which)
+from .common import (ACCEPT_ENCODING, ALL_CONNS, ALL_SERVERS, ALL_SIZES, BASE,
+                     COMPRESSION_CONNS, COMPRESSION_SIZES, INSTALL_HINTS, KNOWN_SERVERS,
+                     KNOWN_SIZES, REPO, RESULTS, SERVER_ALIASES, WORK, log,
+                     tool_version, which)
 from .matrix import run_cell
 from .profile import ProfileRun, parse_spec
 from .report import quick_verdict, summarize, write_results
@@ -34,16 +36,29 @@ def build_parser():
     ap = argparse.ArgumentParser(
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Servers: " + ", ".join(ALL_SERVERS) + " (aliases: sws, ts). "
-               "Sizes: " + ", ".join(ALL_SIZES) + ".")
+        epilog="Servers: " + ", ".join(ALL_SERVERS) + ", and " + BASE + " with "
+               "--baseline-bin (aliases: sws, ts, base). "
+               "Sizes: " + ", ".join(ALL_SIZES) + " (the default), and the "
+               "compression cells " + ", ".join(
+                   f"{k} (Accept-Encoding: {v})" for k, v in ACCEPT_ENCODING.items())
+               + ".")
     ap.add_argument("--tool", choices=["wrk", "oha"], default="wrk",
                     help="load generator (default wrk)")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS),
                     help="comma list of servers to run (default: all available)")
-    ap.add_argument("--sizes", default=",".join(ALL_SIZES),
-                    help="comma list of file-size cells (default: %(default)s)")
-    ap.add_argument("--conns", default=",".join(map(str, ALL_CONNS)),
-                    help="comma list of connection counts (default: %(default)s)")
+    ap.add_argument("--sizes", default=None,
+                    help="comma list of file-size cells (default: "
+                         + ",".join(ALL_SIZES) + ")")
+    ap.add_argument("--conns", default=None,
+                    help="comma list of connection counts (default: "
+                         + ",".join(map(str, ALL_CONNS)) + "; with --compression "
+                         + ",".join(map(str, COMPRESSION_CONNS)) + ")")
+    ap.add_argument("--compression", action="store_true",
+                    help="the compression section: cells " + ",".join(COMPRESSION_SIZES)
+                         + " (64 KiB JS, 200 KiB HTML; Accept-Encoding all four codings "
+                         "or gzip only), nginx with gzip on, static-web-server with "
+                         "its compression on; alone it replaces the default sizes "
+                         "and conns, with --sizes it adds to them")
     ap.add_argument("--duration", type=int, default=6,
                     help="seconds per measured run (default %(default)s)")
     ap.add_argument("--warmup", type=int, default=2,
@@ -66,6 +81,11 @@ def build_parser():
                     help="pass --threads N to threadserve (default: its own default)")
     ap.add_argument("--ts-arg", action="append", metavar="ARGS",
                     help="extra arguments for threadserve (repeatable, split on spaces)")
+    ap.add_argument("--baseline-bin", metavar="PATH",
+                    help="a second threadserve binary (e.g. the build before a change), "
+                         f"run as server {BASE} (alias base) with threadserve's flags "
+                         "and pinning, right after threadserve in every cell; the "
+                         "tables gain a ×base column and a threadserve/base section")
     ap.add_argument("--tinyhttp-threads", type=int, default=8,
                     help="worker threads of the tiny_http baseline (default %(default)s)")
     ap.add_argument("--no-build", action="store_true",
@@ -104,6 +124,23 @@ def parse_list(s, allowed, what, conv=str, aliases=None):
     return out
 
 
+def with_baseline(args, servers):
+    """Checks --baseline-bin (made absolute: servers start in loadtest/work) and
+    puts threadserve-base right after threadserve, so the two run back to back."""
+    if not args.baseline_bin:
+        if BASE in servers:
+            sys.exit(f"{BASE} is the binary given with --baseline-bin PATH")
+        return servers
+    if args.quick:
+        sys.exit("--quick runs threadserve alone; drop --baseline-bin")
+    args.baseline_bin = os.path.abspath(os.path.expanduser(args.baseline_bin))
+    if not (os.path.isfile(args.baseline_bin) and os.access(args.baseline_bin, os.X_OK)):
+        sys.exit(f"--baseline-bin {args.baseline_bin}: not an executable file")
+    servers = [n for n in servers if n != BASE]
+    at = servers.index("threadserve") + 1 if "threadserve" in servers else 0
+    return servers[:at] + [BASE] + servers[at:]
+
+
 def cpu_list_count(spec):
     n = set()
     for part in spec.split(","):
@@ -118,11 +155,24 @@ def cpu_list_count(spec):
 def matrix_from_args(args):
     """Applies --quick and checks the lists; returns (servers, sizes, conns)."""
     if args.quick:
+        if args.compression:
+            sys.exit("--quick runs the 1k cell alone; drop --compression")
         args.servers, args.sizes, args.conns = "threadserve", "1k", "64"
         args.duration, args.reps, args.warmup = 2, 1, 1
-    servers = parse_list(args.servers, ALL_SERVERS, "server", aliases=SERVER_ALIASES)
-    sizes = parse_list(args.sizes, ALL_SIZES, "size")
-    conns = parse_list(args.conns, None, "connection count", conv=int)
+    servers = parse_list(args.servers, KNOWN_SERVERS, "server", aliases=SERVER_ALIASES)
+    servers = with_baseline(args, servers)
+    if args.sizes is None:
+        sizes = [] if args.compression else list(ALL_SIZES)
+    else:
+        sizes = parse_list(args.sizes, KNOWN_SIZES, "size")
+    if args.compression:
+        sizes += [s for s in COMPRESSION_SIZES if s not in sizes]
+    if args.conns is None:
+        conns = list(COMPRESSION_CONNS if args.compression else ALL_CONNS)
+    else:
+        conns = parse_list(args.conns, None, "connection count", conv=int)
+    if not sizes or not conns:
+        sys.exit("--sizes and --conns must name at least one cell")
     if any(c < 1 for c in conns) or args.reps < 1 or args.duration <= 0:
         sys.exit("connections, --reps and --duration must be positive")
     return servers, sizes, conns
@@ -185,6 +235,7 @@ def base_meta(args, now, host, pinning, nofile, order, sizes, conns, available, 
         "server_versions": {k: v for k, v in versions.items() if k in order},
         "skipped": skipped,
         "quick": args.quick,
+        "baseline_bin": args.baseline_bin,
     }
 
 
@@ -226,6 +277,9 @@ def finish_meta(meta, t_start, interrupted):
     conf = peers.nginx_conf_text()
     if conf is not None:
         meta["nginx_conf"] = conf
+    conf = peers.nginx_conf_text(gzip=True)
+    if conf is not None:
+        meta["nginx_conf_compression"] = conf
     meta["interrupted"] = interrupted
 
 
@@ -262,7 +316,7 @@ def main():
         return 2
     pinning = set_pinning(args, os.cpu_count() or 1)
     log(f"pinning: {pinning}")
-    available = peers.find_servers(servers, args.no_build, skipped)
+    available = peers.find_servers(servers, args.no_build, skipped, args.baseline_bin)
     pin_self(args)   # after the builds
 
     paths_file = make_docroot()

@@ -20,8 +20,24 @@ SIZES = {
     "64k": ("/64k.bin", 64 * 1024),
     "10m": ("/10m.bin", 10 * 1024 * 1024),
     "random": (None, MANY_SIZE),  # MANY_COUNT files under /many/, random order
+    # The compression cells (--compression): text files fetched with an
+    # Accept-Encoding header; the two cells of a file share it.
+    "js64k-br": ("/app64k.js", 64 * 1024),
+    "js64k-gz": ("/app64k.js", 64 * 1024),
+    "html200k-br": ("/page200k.html", 200 * 1024),
+    "html200k-gz": ("/page200k.html", 200 * 1024),
 }
-ALL_SIZES = list(SIZES)
+ALL_SIZES = ["1k", "64k", "10m", "random"]   # the default --sizes
+KNOWN_SIZES = list(SIZES)
+# The compression cells' Accept-Encoding: "-br" cells accept all four codings
+# (what browsers send, plus zstd), "-gz" cells gzip only.
+ACCEPT_ALL = "gzip, deflate, br, zstd"
+ACCEPT_ENCODING = {"js64k-br": ACCEPT_ALL, "js64k-gz": "gzip",
+                   "html200k-br": ACCEPT_ALL, "html200k-gz": "gzip"}
+COMPRESSION_SIZES = list(ACCEPT_ENCODING)
+COMPRESSION_CONNS = [64]      # --compression without --conns
+# Generated text behind the compression cells: URL path -> textgen kind.
+TEXT_FILES = {"/app64k.js": "js", "/page200k.html": "html"}
 # For large files few responses complete within a run at high concurrency (1000 ×
 # 10 MiB in flight), so req/s mostly measures the run's edges. These cells are
 # compared (ratios, chart) by transfer/s, which wrk counts including partial
@@ -29,12 +45,18 @@ ALL_SIZES = list(SIZES)
 BY_TRANSFER = {"10m"}
 ALL_CONNS = [1, 64, 1000]
 ALL_SERVERS = ["threadserve", "nginx", "static-web-server", "python", "tinyhttp"]
+# A second threadserve binary (--baseline-bin), e.g. the build before a change:
+# started with threadserve's flags and pinning, run right after threadserve in
+# every cell. Not in ALL_SERVERS: it runs only when --baseline-bin names a binary.
+BASE = "threadserve-base"
+KNOWN_SERVERS = ALL_SERVERS + [BASE]
 SERVER_ALIASES = {"sws": "static-web-server", "tiny_http": "tinyhttp",
                   "tinyhttp_baseline": "tinyhttp", "ts": "threadserve",
-                  "http.server": "python"}
+                  "http.server": "python", "base": BASE, "ts-base": BASE}
 COLORS = {"threadserve": "#d62728", "nginx": "#2ca02c",
           "static-web-server": "#1f77b4", "python": "#9467bd",
-          "tinyhttp": "#ff7f0e"}
+          "tinyhttp": "#ff7f0e", BASE: "#8c564b"}
+DASHED = {BASE}   # drawn dashed in the chart
 INSTALL_HINTS = {
     "wrk": "apt-get install wrk",
     "nginx": "apt-get install nginx-light",

@@ -1,14 +1,20 @@
 """Running one cell of the matrix: start every server, check what it serves,
 warm up, then the measured repetitions interleaved across servers (A B C A B C)."""
 
+import os
 import signal
 import time
 
-from .common import PAUSE_BETWEEN_RUNS, SIZES, log, log_tail
+from . import wire
+from .common import ACCEPT_ENCODING, DOCROOT, PAUSE_BETWEEN_RUNS, SIZES, log, log_tail
 from .peers import RunningServer
-from .procfs import Sampler
+from .procfs import Sampler, cpu_seconds, cpu_ticks
 from .report import error_count, fmt_ms
 from .tools import run_tool
+
+# A run's bytes per response above the probe's by more than this share means the
+# server sent something else under load (e.g. identity instead of compressed).
+WIRE_TOLERANCE = 0.05
 
 
 class Cell:
@@ -24,6 +30,8 @@ class Cell:
         self.paths_file = paths_file
         self.runs = out_runs
         self.notes = cell_notes
+        self.accept = ACCEPT_ENCODING.get(size)   # None: not a compression cell
+        self.wire = {}                            # server -> probe record
 
     def note(self, server, text):
         self.notes.append({"size": self.size, "conns": self.conns, "server": server,
@@ -44,15 +52,44 @@ class Cell:
                 self.note(s.name, f"sanity check failed: {bad}")
                 s.stop()
                 continue
+            if self.accept and not self.probe(s):
+                s.stop()
+                continue
             up.append(s)
+
+    def probe(self, s):
+        """Compression cells: one GET with the cell's Accept-Encoding, recorded in
+        self.wire; False (and a note) if the response is wrong."""
+        path = SIZES[self.size][0]
+        with open(os.path.join(DOCROOT, path.lstrip("/")), "rb") as f:
+            want = f.read()
+        w = wire.probe(s.port, path, self.accept, want)
+        self.wire[s.name] = w
+        if w["problem"]:
+            log(f"  {s.name}: compressed GET FAILED: {w['problem']}")
+            self.note(s.name, f"compressed GET failed: {w['problem']}")
+            return False
+        log(f"  {s.name}: Accept-Encoding: {self.accept} -> {w['content_encoding']}, "
+            f"{w['payload_bytes']} B body ({w['file_bytes'] / max(1, w['payload_bytes']):.2f}x), "
+            f"{w['wire_bytes']} B on the wire; {w['verified']}")
+        if w["content_encoding"] == "identity":
+            self.note(s.name, f"did not compress (Accept-Encoding: {self.accept})")
+        return True
 
     def measure(self, s, duration):
         """One load-tool run against s, with its process tree sampled."""
         sampler = Sampler(s.proc.pid)
         sampler.start()
+        t0, ticks0 = time.monotonic(), cpu_ticks(s.proc.pid)
         r = run_tool(self.args, s.url, self.size, self.conns, duration, self.scripts,
                      self.paths_file)
+        cpu, wall = cpu_seconds(ticks0, cpu_ticks(s.proc.pid)), time.monotonic() - t0
         sampler.finish()
+        # The server's CPU between two /proc readings around the load run: per
+        # response, and as a share of one core over that interval.
+        r["cpu_s"] = cpu
+        r["cpu_pct"] = 100 * cpu / wall if wall > 0 else None
+        r["cpu_us_per_req"] = 1e6 * cpu / r["requests"] if r.get("requests") else None
         r["rss_peak_kb"] = sampler.rss_peak_kb
         r["hwm_kb"] = sampler.hwm_kb
         r["threads_peak"] = sampler.threads_peak
@@ -85,13 +122,26 @@ class Cell:
             flag = f"  !! errors={r['errors']} non2xx={r['non2xx']}"
         if not r["server_alive_after"]:
             flag += "  !! server died"
-        size_bytes = SIZES[size][1]
+        w = self.wire.get(s.name)
+        # The shortest a full response can be: the file, or in a compression cell
+        # the body this server sent to the probe.
+        size_bytes = w["body_wire_bytes"] if w else SIZES[size][1]
         if r["requests"] and r["bytes"] < r["requests"] * size_bytes:
             flag += "  !! short responses"
             rec["short_responses"] = True
+        if w:
+            rec["wire"] = w
+            per = r["bytes"] / r["requests"] if r["requests"] else 0
+            r["bytes_per_resp"] = rec["bytes_per_resp"] = per
+            if self.args.tool == "wrk" and per > w["wire_bytes"] * (1 + WIRE_TOLERANCE):
+                flag += f"  !! {per:.0f} B/response, probe {w['wire_bytes']} B"
+                rec["wire_mismatch"] = True
+        cpu = ""
+        if r.get("cpu_us_per_req") is not None:
+            cpu = f"  cpu {r['cpu_us_per_req']:.1f}µs/req {r['cpu_pct']:.0f}%"
         log(head + f"{r['rps']:>10.0f} req/s  p50 {fmt_ms(r['p50_ms'])}  "
             f"p99 {fmt_ms(r['p99_ms'])}  rss {r['rss_peak_kb'] / 1024:.1f} MiB  "
-            f"threads {r['threads_peak']}{flag}")
+            f"threads {r['threads_peak']}{cpu}{flag}")
         return True
 
     def stop_servers(self, servers, up):
@@ -105,7 +155,8 @@ class Cell:
         """Runs the cell. after_reps(cell, up), if given, is called after the
         measured repetitions while the servers still run (--profile)."""
         args = self.args
-        servers = [RunningServer(self.specs[n], args.server_prefix) for n in self.specs]
+        servers = [RunningServer(self.specs[n], args.server_prefix, bool(self.accept))
+                   for n in self.specs]
         up = []
         try:
             self.start_servers(servers, up)

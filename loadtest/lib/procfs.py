@@ -73,3 +73,30 @@ class Sampler(threading.Thread):
         self.stop_event.set()
         self.join(timeout=2)
         self.sample()
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(root):
+    """{pid: utime + stime} over a process and its descendants, in clock ticks
+    (/proc/PID/stat fields 14 and 15: every thread of the process, not its
+    children, which are in the tree themselves)."""
+    out = {}
+    for p in process_tree(root):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[p] = int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def cpu_seconds(before, after):
+    """CPU seconds spent between two cpu_ticks() readings. A process that started
+    in between counts from zero; one that ended in between is lost (a server's
+    tree does not change during a run)."""
+    ticks = sum(t - before.get(p, 0) for p, t in after.items())
+    return max(ticks, 0) / CLK_TCK

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from .common import ALL_SIZES, WORK, log, which
+from .common import KNOWN_SIZES, WORK, log, which
 
 SUBJECT = "threadserve"
 PROFILE_DIR = os.path.join(WORK, "profile")
@@ -40,7 +40,7 @@ def parse_spec(spec, servers, sizes, conns):
         c = int(c)
     except ValueError:
         sys.exit(f"bad --profile {spec!r}: want SIZE:CONNS, e.g. 1k:64")
-    if size not in ALL_SIZES or size not in sizes or c not in conns:
+    if size not in KNOWN_SIZES or size not in sizes or c not in conns:
         sys.exit(f"--profile {spec!r} is not a cell of this run "
                  f"(sizes {', '.join(sizes)}; conns {', '.join(map(str, conns))})")
     return size, c

@@ -5,7 +5,8 @@ import json
 import os
 import statistics
 
-from .common import BY_TRANSFER, MANY_COUNT, MANY_SIZE, SAMPLE_INTERVAL, log
+from .common import (ACCEPT_ENCODING, BASE, BY_TRANSFER, MANY_COUNT, MANY_SIZE,
+                     SAMPLE_INTERVAL, SIZES, log)
 from .chart import svg_chart
 
 
@@ -70,7 +71,14 @@ def summarize_cell(rs):
             "server_died": any(not r["server_alive_after"] for r in good),
             "short_responses": any(r.get("short_responses") for r in good),
             "rps_all": [round(r["rps"], 1) for r in good],
+            "cpu_us_per_req": med("cpu_us_per_req"), "cpu_pct": med("cpu_pct"),
         })
+        if any("wire" in r for r in good):
+            summ.update({
+                "wire": next(r["wire"] for r in good if "wire" in r),
+                "bytes_per_resp": med("bytes_per_resp"),
+                "wire_mismatch": any(r.get("wire_mismatch") for r in good),
+            })
     return summ
 
 
@@ -104,18 +112,38 @@ def markdown_header(meta, servers):
                  f"{prof['profiler']}, an extra run not in these numbers: `{prof['file']}`")
     elif prof:
         L.append(f"- profile: not taken ({prof['note']})")
+    if BASE in servers:
+        L.append(f"- the baseline, {BASE}, is the binary given with --baseline-bin, "
+                 "run with threadserve's flags and pinning, right after threadserve in "
+                 "every cell")
     L.append("")
-    L.append("Ratios compare req/s with nginx (×nginx) and static-web-server (×sws) in "
-             "the same cell of this run. ⚠ marks errors (connect/read/write/timeout), "
-             "non-2xx responses, a server that died, or responses shorter than the file.")
+    L.append("Ratios compare req/s with nginx (×nginx)"
+             + (f", static-web-server (×sws) and {BASE} (×base)" if BASE in servers
+                else " and static-web-server (×sws)") +
+             " in the same cell of this run. ⚠ marks errors "
+             "(connect/read/write/timeout), non-2xx responses, a server that died, "
+             "or responses shorter than the file.")
     L.append("")
     return L
 
 
-def markdown_row(c, n, s, key, ref_n, ref_s):
+def ref_names(servers):
+    """The servers the ratio columns divide by: (name, column title)."""
+    refs = [("nginx", "×nginx"), ("static-web-server", "×sws")]
+    if BASE in servers:
+        refs.append((BASE, "×base"))
+    return refs
+
+
+def ratio_cells(s, key, refs):
+    return " | ".join(f"{s[key] / r:.2f}" if r else "-" for r in refs)
+
+
+def markdown_row(c, n, s, key, refs):
+    """One table row; refs are the ratio columns' reference values (or None)."""
     if s.get("rps") is None:
         why = "; ".join(sorted(set(s["failures"]))) or "no result"
-        return f"| {c} | {n} | ⚠ {why} | | | | | | | | | |"
+        return f"| {c} | {n} | ⚠ {why} |" + " |" * (7 + len(refs))
     err = str(s["errors"])
     if s["errors"]:
         kinds = ", ".join(f"{k} {v}" for k, v in s["error_kinds"].items())
@@ -128,13 +156,11 @@ def markdown_row(c, n, s, key, ref_n, ref_s):
         name += " ⚠ short"
     if s["ok_reps"] < s["reps"]:
         name += f" ⚠ {s['ok_reps']}/{s['reps']} reps"
-    rn = f"{s[key] / ref_n:.2f}" if ref_n else "-"
-    rs = f"{s[key] / ref_s:.2f}" if ref_s else "-"
     return (f"| {c} | {name} | {fmt_rate(s['rps'])} | "
             f"{fmt_bytes_rate(s['bytes_per_s'])} | {fmt_ms(s['p50_ms'])} | "
             f"{fmt_ms(s['p99_ms'])} | {err} | {non2xx} | "
             f"{s['rss_peak_kb'] / 1024:.1f} MiB | {s['threads_peak']} | "
-            f"{rn} | {rs} |")
+            f"{ratio_cells(s, key, refs)} |")
 
 
 def markdown_section(summary, size, conns, servers):
@@ -145,16 +171,195 @@ def markdown_section(summary, size, conns, servers):
         L.append("Ratios in this section compare **transfer/s**: with large files "
                  "few responses finish inside a run, so req/s is coarse.")
         L.append("")
+    names = ref_names(servers)
     L.append("| conns | server | req/s | transfer/s | p50 | p99 | errors | non-2xx | "
-             "peak RSS | threads | ×nginx | ×sws |")
-    L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "peak RSS | threads | " + " | ".join(t for _, t in names) + " |")
+    L.append("|---:|---|" + "---:|" * (8 + len(names)))
     for c in conns:
-        ref_n = summary.get((size, c, "nginx"), {}).get(key)
-        ref_s = summary.get((size, c, "static-web-server"), {}).get(key)
+        refs = [summary.get((size, c, r), {}).get(key) for r, _ in names]
         for n in servers:
             s = summary.get((size, c, n))
             if s is not None:
-                L.append(markdown_row(c, n, s, key, ref_n, ref_s))
+                L.append(markdown_row(c, n, s, key, refs))
+    L.append("")
+    return L
+
+
+# ---------------------------------------------------------------- compression
+
+TARGET_X_NGINX = 3.0   # issue 13: >= 3x nginx gzip on req/s, response no larger
+
+
+def compression_label(size):
+    path, length = SIZES[size]
+    kind = "JavaScript" if path.endswith(".js") else "HTML"
+    return (f"{size}: {length // 1024} KiB {kind} (`{path}`), "
+            f"`Accept-Encoding: {ACCEPT_ENCODING[size]}`")
+
+
+def compression_row(c, n, s, refs):
+    if s.get("rps") is None:
+        why = "; ".join(sorted(set(s["failures"]))) or "no result"
+        return f"| {c} | {n} | ⚠ {why} |" + " |" * (11 + len(refs))
+    w = s.get("wire") or {}
+    name = n
+    if s["server_died"]:
+        name += " ⚠ died"
+    if s["short_responses"]:
+        name += " ⚠ short"
+    if s.get("wire_mismatch"):
+        name += " ⚠ B/resp ≠ probe"
+    if s["ok_reps"] < s["reps"]:
+        name += f" ⚠ {s['ok_reps']}/{s['reps']} reps"
+    coding = w.get("content_encoding", "-")
+    if coding == "identity":
+        coding = "⚠ identity"
+    elif str(w.get("verified", "")).startswith("not decoded"):
+        coding += " (not decoded)"
+    err = f"⚠ {s['errors']}" if s["errors"] else "0"
+    non2xx = f"⚠ {s['non2xx']}" if s["non2xx"] else "0"
+    bpr = s.get("bytes_per_resp")
+    cpu = s.get("cpu_us_per_req")
+    pct = s.get("cpu_pct")
+    ratio = f"{w['file_bytes'] / w['payload_bytes']:.2f}" if w.get("payload_bytes") else "-"
+    return (f"| {c} | {name} | {fmt_rate(s['rps'])} | {coding} | "
+            f"{w.get('payload_bytes', '-')} | {ratio} | {w.get('wire_bytes', '-')} | "
+            f"{f'{bpr:.0f}' if bpr else '-'} | "
+            f"{f'{cpu:.1f}' if cpu is not None else '-'} | "
+            f"{f'{pct:.0f}%' if pct is not None else '-'} | "
+            f"{fmt_ms(s['p50_ms'])} | {fmt_ms(s['p99_ms'])} | {err} | {non2xx} | "
+            f"{ratio_cells(s, 'rps', refs)} |")
+
+
+def compression_section(summary, size, conns, servers):
+    L = [f"## {compression_label(size)}", ""]
+    names = ref_names(servers)
+    L.append("| conns | server | req/s | coding | body B | file÷body | wire B | "
+             "B/resp in run | CPU µs/req | CPU | p50 | p99 | errors | non-2xx | "
+             + " | ".join(t for _, t in names) + " |")
+    L.append("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             + "---:|" * len(names))
+    for c in conns:
+        refs = [summary.get((size, c, r), {}).get("rps") for r, _ in names]
+        for n in servers:
+            s = summary.get((size, c, n))
+            if s is not None:
+                L.append(compression_row(c, n, s, refs))
+    L.append("")
+    return L
+
+
+def compression_targets(summary, sizes, conns):
+    """Issue 13's targets per compression cell: threadserve >= 3x nginx req/s and
+    a response (head + body on the wire) no larger than nginx's."""
+    rows = []
+    for size in sizes:
+        if size not in ACCEPT_ENCODING:
+            continue
+        for c in conns:
+            ts = summary.get((size, c, "threadserve"), {})
+            ng = summary.get((size, c, "nginx"), {})
+            tw, nw = ts.get("wire") or {}, ng.get("wire") or {}
+            x = ts["rps"] / ng["rps"] if ts.get("rps") and ng.get("rps") else None
+            row = {"size": size, "conns": c, "x_nginx": x,
+                   "threadserve_wire": tw.get("wire_bytes"), "nginx_wire": nw.get("wire_bytes"),
+                   "threadserve_body": tw.get("payload_bytes"),
+                   "nginx_body": nw.get("payload_bytes"),
+                   "threadserve_coding": tw.get("content_encoding"),
+                   "nginx_coding": nw.get("content_encoding")}
+            if x is None or row["threadserve_wire"] is None or row["nginx_wire"] is None:
+                row["met"] = None
+            else:
+                row["met"] = x >= TARGET_X_NGINX and row["threadserve_wire"] <= row["nginx_wire"]
+            rows.append(row)
+    return rows
+
+
+def markdown_compression_notes(rows):
+    L = ["## Compression: reading the tables", "",
+         "- **coding**: the `Content-Encoding` of one GET with the cell's "
+         "`Accept-Encoding`, made over a raw socket after the server started (before "
+         "the warm-up). The run is recorded only if that response was 200, in a coding "
+         "the request accepted, and decoded to the file (gzip/deflate with zlib; zstd "
+         "and br with the `zstd`/`brotli` tools when installed, else marked not "
+         "verified in the JSON's `wire.verified`). **body B**: that response's body "
+         "(Content-Length, or the de-chunked size); **wire B**: its head + body as "
+         "framed on the wire (chunk sizes included), the response size compared with "
+         "nginx; **file÷body**: compression ratio.",
+         "- **B/resp in run**: the load tool's bytes ÷ responses in the measured run: "
+         "wrk counts heads and bodies (and the partial responses in flight at the end, "
+         "a few of thousands); marked ⚠ when more than 5% above **wire B**, i.e. the "
+         "server sent something larger under load than to the probe. oha counts bodies only.",
+         "- **CPU µs/req**: the server's utime + stime (all threads of its process tree, "
+         "from `/proc/PID/stat`, read just before and after the measured run) ÷ "
+         "responses; **CPU**: the same time as a share of one core over that "
+         "interval (the servers are pinned to one core: near 100% means CPU-bound).",
+         "- nginx: `gzip on` with its defaults (`gzip_comp_level 1`, `gzip_vary off`, "
+         "so no `Vary` header) plus `gzip_types` for JavaScript; nginx-light has no "
+         "brotli (or zstd) module, so it answers gzip when the client also accepts br "
+         "and zstd. static-web-server: `--compression true` at its default level. "
+         "threadserve: its default compression (on, levels in its README).",
+         ""]
+    if rows:
+        L += [f"Targets (issue 13): threadserve ≥ {TARGET_X_NGINX:g}× nginx req/s with a "
+              "response (wire B) no larger than nginx's:", "",
+              "| cell | conns | ×nginx | threadserve wire B (body, coding) | "
+              "nginx wire B (body, coding) | target |",
+              "|---|---:|---:|---|---|---|"]
+        for r in rows:
+            x = f"{r['x_nginx']:.2f}" if r["x_nginx"] is not None else "-"
+            met = {True: "met", False: "**missed**", None: "⚠ no result"}[r["met"]]
+            L.append(f"| {r['size']} | {r['conns']} | {x} | {r['threadserve_wire'] or '-'} "
+                     f"({r['threadserve_body'] or '-'}, {r['threadserve_coding'] or '-'}) | "
+                     f"{r['nginx_wire'] or '-'} ({r['nginx_body'] or '-'}, "
+                     f"{r['nginx_coding'] or '-'}) | {met} |")
+        L.append("")
+    return L
+
+
+BASE_TOLERANCE = 0.03   # issue 11: every cell within 3% of the pre-change build
+
+
+def base_comparison(summary, sizes, conns):
+    """threadserve ÷ threadserve-base per cell: [(size, conns, key, ts, base,
+    ratio)], ratio None when either has no result."""
+    rows = []
+    for size in sizes:
+        key = "bytes_per_s" if size in BY_TRANSFER else "rps"
+        for c in conns:
+            ts = summary.get((size, c, "threadserve"), {})
+            base = summary.get((size, c, BASE), {})
+            a, b = ts.get(key), base.get(key)
+            rows.append({"size": size, "conns": c, "by": key, "threadserve": a,
+                         BASE: b, "ratio": a / b if a and b else None,
+                         "threadserve_all": ts.get("rps_all"),
+                         "base_all": base.get("rps_all")})
+    return rows
+
+
+def markdown_base(rows):
+    """The threadserve / threadserve-base section."""
+    L = [f"## threadserve / {BASE}", "",
+         f"Median req/s (transfer/s for {', '.join(sorted(BY_TRANSFER))}) of threadserve "
+         f"divided by {BASE}'s in the same cell; the two ran back to back in every "
+         f"repetition. ✓: within ±{BASE_TOLERANCE:.0%}. Compare the spread of the "
+         "repetitions (req/s of each) before reading a difference smaller than it.", "",
+         f"| cell | threadserve | {BASE} | ratio | ±{BASE_TOLERANCE:.0%} | "
+         f"threadserve reps | {BASE} reps |",
+         "|---|---:|---:|---:|---|---|---|"]
+    for r in rows:
+        fmt = fmt_bytes_rate if r["by"] == "bytes_per_s" else fmt_rate
+        a = fmt(r["threadserve"]) if r["threadserve"] else "-"
+        b = fmt(r[BASE]) if r[BASE] else "-"
+        if r["ratio"] is None:
+            ratio, ok = "-", "⚠ no result"
+        else:
+            ratio = f"{r['ratio']:.3f}"
+            ok = "✓" if abs(r["ratio"] - 1) <= BASE_TOLERANCE else "⚠ outside"
+        reps = [", ".join(fmt_rate(v) for v in (r[k] or []))
+                for k in ("threadserve_all", "base_all")]
+        L.append(f"| {r['size']}, {r['conns']} conns | {a} | {b} | {ratio} | {ok} | "
+                 f"{reps[0]} | {reps[1]} |")
     L.append("")
     return L
 
@@ -162,7 +367,16 @@ def markdown_section(summary, size, conns, servers):
 def markdown(meta, summary, sizes, conns, servers, notes):
     L = markdown_header(meta, servers)
     for size in sizes:
-        L += markdown_section(summary, size, conns, servers)
+        if size in ACCEPT_ENCODING:
+            L += compression_section(summary, size, conns, servers)
+        else:
+            L += markdown_section(summary, size, conns, servers)
+    if any(size in ACCEPT_ENCODING for size in sizes):
+        both = {"threadserve", "nginx"} <= set(servers)
+        L += markdown_compression_notes(
+            compression_targets(summary, sizes, conns) if both else [])
+    if BASE in servers and "threadserve" in servers:
+        L += markdown_base(base_comparison(summary, sizes, conns))
     if notes:
         L.append("## Notes")
         L.append("")
@@ -180,11 +394,15 @@ def markdown(meta, summary, sizes, conns, servers, notes):
 def write_results(stem, meta, runs, notes, summary, sizes, conns, servers):
     """Writes STEM.json, STEM.md and STEM.svg; returns the Markdown text."""
     os.makedirs(os.path.dirname(stem), exist_ok=True)
+    doc = {"meta": meta, "runs": runs, "notes": notes,
+           "summary": [dict(size=k[0], conns=k[1], server=k[2], **v)
+                       for k, v in summary.items()]}
+    if BASE in servers and "threadserve" in servers:
+        doc["vs_base"] = base_comparison(summary, sizes, conns)
+    if any(size in ACCEPT_ENCODING for size in sizes):
+        doc["compression_targets"] = compression_targets(summary, sizes, conns)
     with open(stem + ".json", "w") as f:
-        json.dump({"meta": meta, "runs": runs, "notes": notes,
-                   "summary": [dict(size=k[0], conns=k[1], server=k[2], **v)
-                               for k, v in summary.items()]},
-                  f, indent=1, default=str)
+        json.dump(doc, f, indent=1, default=str)
     md = markdown(meta, summary, sizes, conns, servers, notes)
     with open(stem + ".md", "w") as f:
         f.write(md)

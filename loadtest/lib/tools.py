@@ -6,7 +6,14 @@ import os
 import re
 import subprocess
 
-from .common import HERE, SIZES, WORK, one_line
+from .common import ACCEPT_ENCODING, HERE, SIZES, WORK, one_line
+
+
+def header_args(size):
+    """-H for the compression cells' Accept-Encoding (both tools spell it so; in
+    oha it replaces the Accept-Encoding it sends by default)."""
+    ae = ACCEPT_ENCODING.get(size)
+    return ["-H", f"Accept-Encoding: {ae}"] if ae else []
 
 
 def write_wrk_scripts(paths_file):
@@ -34,7 +41,8 @@ def run_wrk(args, wrk, url, size, conns, duration, scripts):
     target = url + (path or "/")
     threads = min(args.client_threads, conns)
     cmd = args.client_prefix + [wrk, f"-t{threads}", f"-c{conns}", f"-d{duration}s",
-                                "--timeout", f"{args.timeout}s", "-s", script, target]
+                                "--timeout", f"{args.timeout}s"] + header_args(size) + [
+                                "-s", script, target]
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, timeout=duration + args.timeout + 30)
@@ -122,7 +130,7 @@ def run_oha(args, oha, url, size, conns, duration, paths_file):
                                 "--no-tui", "-t", f"{args.timeout}s"] + fmt
     if "--worker-threads" in h:
         cmd += ["--worker-threads", str(args.client_threads)]
-    cmd += target
+    cmd += header_args(size) + target
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, timeout=duration + args.timeout + 30)
