@@ -56,6 +56,7 @@ fn serve(cli: Cli) -> Result<(), String> {
     );
     let _ = std::io::stdout().flush();
     log::info!("root {resolution}");
+    log::info!("transport {}", server.transport().describe());
     server.run().map_err(|e| e.to_string())?;
     Ok(())
 }
