@@ -10,4 +10,5 @@ mod http;
 mod props;
 mod semantics;
 mod support;
+mod transport;
 mod trust;
