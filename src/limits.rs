@@ -103,6 +103,14 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 /// Read buffer allocated per connection, in bytes (grows up to [`MAX_HEAD_BYTES`]).
 pub const READ_BUF_BYTES: usize = 2 * 1024;
 
+/// Bytes the copy transport moves per `pread` + `write` when it sends a file range
+/// through user space (`THREADSERVE_TRANSPORT=copy`; later TLS). One buffer per
+/// worker thread, not per connection: nothing stays in it between calls (a partial
+/// write re-reads the rest from the page cache), so 8 workers hold 512 KiB whatever
+/// the number of slow readers. 64 KiB is four 16 KiB TLS records and about what a
+/// loopback socket takes in one write; smaller buffers cost a system-call pair per chunk.
+pub const COPY_CHUNK_BYTES: usize = 64 * 1024;
+
 /// Most range-specs one `Range` header may hold; with more, the header is ignored and
 /// the full file is sent (as nginx does). Stops a few header bytes from asking for many
 /// multipart parts (response amplification, CVE-2011-3192 "Apache Killer").

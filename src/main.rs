@@ -90,6 +90,7 @@ fn serve(loaded: Loaded) -> Result<(), String> {
     );
     let _ = std::io::stdout().flush();
     log::info!("root {resolution}");
+    log::info!("transport {}", server.transport().describe());
     if let Some(tls) = tls {
         log::info!("TLS certificate: {tls}");
     }

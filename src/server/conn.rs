@@ -1,16 +1,19 @@
-//! One client connection and its I/O steps: fill the read buffer, write bytes. No HTTP
-//! decisions here.
+//! One client connection: its transport stream, the bytes received but not yet
+//! parsed, and its state — which phase it is in and, so, which timeout governs it. No
+//! HTTP decisions here.
 
 use super::output::Owned;
+use super::transport::Stream;
+use crate::clock;
+use crate::http::status::Status;
 use crate::limits::READ_BUF_BYTES;
 use crate::stats::{Gauges, Record};
-use polling::{Event, Poller};
-use std::io::{self, Read};
-use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use polling::Poller;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Counts a connection as open for as long as it lives.
 #[derive(Debug)]
@@ -35,8 +38,8 @@ impl Drop for OpenGuard {
 pub struct Conn {
     /// Declared first so it drops first: the count falls before the peer sees the close.
     _open: OpenGuard,
-    /// The socket. Reads time out after the linger (set once at accept).
-    pub stream: TcpStream,
+    /// The socket and its transport (it leaves the poller when it drops).
+    pub stream: Stream,
     /// Client address.
     pub peer: SocketAddr,
     /// Read buffer; `data[start..end]` is unparsed input. Empty while parked idle.
@@ -45,19 +48,39 @@ pub struct Conn {
     pub start: usize,
     /// End of received input.
     pub end: usize,
-    /// Deadline for the head being read: from accept for a new connection, and from
-    /// its first byte for a later head. Past it, a client that sent part of a head gets
-    /// a 408; one that sent nothing is closed silently (see [`Conn::mid_head`]).
-    pub head_deadline: Option<Instant>,
-    /// When the connection last finished a response (or was accepted).
-    pub idle_since: Instant,
-    /// The rest of a response the client has not taken yet.
-    pub pending: Option<Pending>,
-    /// The socket was made non-blocking (after its first parked response).
-    nonblocking: bool,
-    /// The poller this connection is registered with (from its first park until it
-    /// drops; one-shot, so a worker re-arms it each time it parks).
-    watch: Option<Arc<Poller>>,
+    /// The phase the connection is in.
+    pub state: State,
+}
+
+/// Where a connection is between two steps; each phase has its own timeout.
+#[derive(Debug)]
+pub enum State {
+    /// Between requests, nothing of the next one received: the idle timeout runs from
+    /// `since` (when the last response ended).
+    Idle {
+        /// When the connection went idle.
+        since: Instant,
+    },
+    /// Reading a request head: since accept for a new connection, since its first byte
+    /// for a later one. Past the deadline, a client that sent part of a head gets a
+    /// 408; one that sent nothing is closed silently (see [`Conn::mid_head`]).
+    Head {
+        /// When the head timeout runs out.
+        deadline: Instant,
+    },
+    /// A response the client has not taken yet: the write timeout.
+    Sending(Box<Pending>),
+}
+
+/// A phase whose time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// The head timeout, while a head was awaited or being read.
+    Head,
+    /// The idle timeout, between requests.
+    Idle,
+    /// The write timeout: the client took no bytes of a response for that long.
+    Write,
 }
 
 /// A response waiting for a slow reader.
@@ -67,6 +90,8 @@ pub struct Pending {
     pub segs: Owned,
     /// The access-log record, written once the response ends.
     pub record: Record,
+    /// When the request was read (the record's duration ends when the response does).
+    pub started: Instant,
     /// Bytes of the head, to count only body bytes in the log.
     pub head_len: u64,
     /// Bytes sent so far.
@@ -75,14 +100,6 @@ pub struct Pending {
     pub close: bool,
     /// The client must take more within this time (the write timeout).
     pub deadline: Instant,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if let Some(poller) = self.watch.take() {
-            let _ = poller.delete(&self.stream);
-        }
-    }
 }
 
 /// How to wait for bytes.
@@ -95,8 +112,8 @@ pub enum Wait {
 }
 
 impl Conn {
-    /// Wraps an accepted stream; its head deadline starts now.
-    pub fn new(stream: TcpStream, peer: SocketAddr, open: OpenGuard, head_deadline: Instant) -> Conn {
+    /// Wraps an accepted stream, reading its first head until `head_deadline`.
+    pub fn new(stream: Stream, peer: SocketAddr, open: OpenGuard, head_deadline: Instant) -> Conn {
         Conn {
             _open: open,
             stream,
@@ -104,48 +121,35 @@ impl Conn {
             data: Vec::new(),
             start: 0,
             end: 0,
-            head_deadline: Some(head_deadline),
-            idle_since: Instant::now(),
-            pending: None,
-            nonblocking: false,
-            watch: None,
+            state: State::Head {
+                deadline: head_deadline,
+            },
         }
     }
 
     /// The key this connection has in the poller.
     pub fn key(&self) -> usize {
-        self.stream.as_raw_fd() as usize
+        self.stream.key()
     }
 
-    /// Makes the socket non-blocking, once: a client that could not keep up with a
-    /// response is served without waiting from then on (a full buffer parks the rest
-    /// at once instead of holding a worker for another `WRITE_LINGER`; its reads no
-    /// longer linger either).
-    pub fn set_nonblocking(&mut self) {
-        if !self.nonblocking {
-            self.nonblocking = self.stream.set_nonblocking(true).is_ok();
+    /// Whether a response is waiting for the client.
+    pub fn is_sending(&self) -> bool {
+        matches!(self.state, State::Sending(_))
+    }
+
+    /// When it went idle, if it is idle between requests.
+    pub fn idle_since(&self) -> Option<Instant> {
+        match self.state {
+            State::Idle { since } => Some(since),
+            _ => None,
         }
     }
 
-    /// Arms the one-shot poller registration: readable, or writable while a response
-    /// is pending. Registers the connection on its first park.
+    /// Arms the poller for this connection: writable while a response is pending,
+    /// readable otherwise.
     pub fn arm(&mut self, poller: &Arc<Poller>) -> io::Result<()> {
-        let key = self.key();
-        let interest = if self.pending.is_some() {
-            Event::writable(key)
-        } else {
-            Event::readable(key)
-        };
-        match &self.watch {
-            Some(p) => p.modify(&self.stream, interest),
-            None => {
-                // SAFETY: `Drop for Conn` deletes the stream from the poller before the
-                // stream (a field of the same struct) is closed.
-                unsafe { poller.add(&self.stream, interest)? };
-                self.watch = Some(Arc::clone(poller));
-                Ok(())
-            }
-        }
+        let writable = self.is_sending();
+        self.stream.arm(poller, writable)
     }
 
     /// Whether part of a request head has been received. Only then does a timeout
@@ -155,6 +159,55 @@ impl Conn {
     /// answer to the next request sent on that connection.
     pub fn mid_head(&self) -> bool {
         self.start < self.end
+    }
+
+    /// Whether input is here that no step has looked at: unparsed bytes, or bytes the
+    /// transport holds in its own buffer (a parked connection would wait on the socket
+    /// for them in vain).
+    pub fn has_unread_input(&self) -> bool {
+        self.mid_head() || self.stream.buffered_input()
+    }
+
+    /// The phase after a response ended at `now`: bytes of the next head already here
+    /// start its deadline; none, and the connection is idle.
+    pub fn answered(&mut self, now: Instant, head_timeout: Duration) {
+        self.state = if self.mid_head() {
+            State::Head {
+                deadline: clock::deadline(now, head_timeout),
+            }
+        } else {
+            State::Idle { since: now }
+        };
+    }
+
+    /// Bytes arrived at `now`: an idle connection starts reading a head.
+    pub fn received(&mut self, now: Instant, head_timeout: Duration) {
+        if let State::Idle { .. } = self.state {
+            self.state = State::Head {
+                deadline: clock::deadline(now, head_timeout),
+            };
+        }
+    }
+
+    /// The phase whose timeout has passed at `now`, if any.
+    pub fn timed_out(&self, now: Instant, idle_timeout: Duration) -> Option<Timeout> {
+        match &self.state {
+            State::Idle { since } => (now.duration_since(*since) >= idle_timeout).then_some(Timeout::Idle),
+            State::Head { deadline } => (now >= *deadline).then_some(Timeout::Head),
+            State::Sending(p) => (now >= p.deadline).then_some(Timeout::Write),
+        }
+    }
+
+    /// What a timeout says to the client, in one place: a head that was started gets a
+    /// 408 (best effort, never waiting); a connection that sent nothing, an idle one,
+    /// and one whose client stopped reading are closed without a word. The caller
+    /// closes the connection.
+    pub fn expire(&mut self, timeout: Timeout) {
+        if timeout == Timeout::Head && self.mid_head() {
+            let msg = "The request head did not arrive in time.";
+            self.stream
+                .send_now(&super::error_response(Status::RequestTimeout, msg));
+        }
     }
 
     /// Marks `n` bytes of input as used.
@@ -195,46 +248,9 @@ impl Conn {
         let buf = &mut self.data[self.end..];
         let n = match wait {
             Wait::Linger => self.stream.read(buf)?,
-            Wait::No => recv_now_impl(&self.stream, buf)?,
+            Wait::No => self.stream.read_now(buf)?,
         };
         self.end += n;
         Ok(n)
-    }
-
-    /// Reads what is already buffered without blocking.
-    pub fn recv_now(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        recv_now_impl(stream, buf)
-    }
-
-    /// Sends `bytes` without blocking, best effort (for 408/503 from threads that must
-    /// never wait on a client).
-    pub fn send_now(stream: &TcpStream, bytes: &[u8]) {
-        // SAFETY: a valid fd and a valid buffer of the given length.
-        unsafe {
-            libc::send(
-                stream.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            );
-        }
-    }
-}
-
-/// `recv` with `MSG_DONTWAIT`: whatever is already buffered, or `WouldBlock`.
-pub(super) fn recv_now_impl(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: a valid fd and a writable buffer of the given length.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
     }
 }

@@ -7,15 +7,13 @@
 //! This is what lets a fixed pool of workers hold thousands of open connections: a
 //! worker never waits on a silent client for longer than the linger.
 
-use super::conn::Conn;
+use super::conn::{Conn, Timeout};
 use super::Shared;
 use crate::clock;
-use crate::http::status::Status;
 use crate::limits::MAX_IDLE_PERCENT;
 use crossbeam_channel::{Receiver, Sender};
 use polling::{Events, Poller};
 use std::collections::{BTreeSet, HashMap};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,7 +89,7 @@ fn drained(shared: &Shared, parked: &mut Parked, parked_rx: &Receiver<Conn>, job
     let idle: Vec<usize> = parked
         .conns
         .iter()
-        .filter(|(_, c)| c.pending.is_none())
+        .filter(|(_, c)| !c.is_sending())
         .map(|(&k, _)| k)
         .collect();
     for key in idle {
@@ -113,21 +111,22 @@ fn idle_cap(max_connections: usize) -> usize {
 #[derive(Default)]
 struct Parked {
     conns: HashMap<usize, Conn>,
-    /// `(idle_since, key)` of every parked connection between requests (no head
-    /// deadline). Connections with a head in progress are governed by its deadline.
+    /// `(since, key)` of every parked connection in [`State::Idle`](super::conn::State).
+    /// The others are governed by their head or write deadline.
     idle: BTreeSet<(Instant, usize)>,
 }
 
 impl Parked {
     fn insert(&mut self, key: usize, conn: Conn) {
-        let entry = (conn.idle_since, key);
-        let idle = conn.head_deadline.is_none() && conn.pending.is_none();
+        let since = conn.idle_since();
         if let Some(old) = self.conns.insert(key, conn) {
             // Unreachable: a key is an open fd, unique while parked. Keep the index true.
-            self.idle.remove(&(old.idle_since, key));
+            if let Some(old_since) = old.idle_since() {
+                self.idle.remove(&(old_since, key));
+            }
         }
-        if idle {
-            self.idle.insert(entry);
+        if let Some(since) = since {
+            self.idle.insert((since, key));
         }
     }
 
@@ -145,7 +144,9 @@ impl Parked {
 
     fn remove(&mut self, key: usize) -> Option<Conn> {
         let conn = self.conns.remove(&key)?;
-        self.idle.remove(&(conn.idle_since, key));
+        if let Some(since) = conn.idle_since() {
+            self.idle.remove(&(since, key));
+        }
         Some(conn)
     }
 }
@@ -160,7 +161,7 @@ fn evict_longest_idle(parked: &mut Parked, cap: usize, jobs: &Sender<Conn>) {
             parked.idle.pop_first();
             continue;
         };
-        if has_input(&conn) {
+        if conn.stream.input_waiting() {
             let _ = jobs.send(conn);
         } else {
             log::debug!(
@@ -172,43 +173,16 @@ fn evict_longest_idle(parked: &mut Parked, cap: usize, jobs: &Sender<Conn>) {
     }
 }
 
-/// Whether bytes (or a request) are waiting on an otherwise idle connection.
-fn has_input(conn: &Conn) -> bool {
-    let mut byte = [0u8; 1];
-    // SAFETY: a valid fd and a writable one-byte buffer.
-    let n = unsafe {
-        libc::recv(
-            conn.stream.as_raw_fd(),
-            byte.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n > 0
-}
-
-/// Closes connections whose head deadline or idle timeout has passed. A client that
-/// started a head and stalled gets a 408 first (best effort, never blocking); one that
-/// sent nothing is closed silently ([`Conn::mid_head`]).
+/// Closes connections whose phase timed out ([`Conn::expire`] says what the client
+/// hears first: a 408 only to one that stalled mid-head).
 fn sweep(shared: &Shared, parked: &mut Parked, now: Instant) {
     let idle_timeout = shared.config.limits.idle_timeout;
-    let expired: Vec<usize> = parked
-        .conns
-        .iter()
-        .filter(|(_, c)| match (&c.pending, c.head_deadline) {
-            (Some(p), _) => now >= p.deadline,
-            (None, Some(d)) => now >= d,
-            (None, None) => now.duration_since(c.idle_since) >= idle_timeout,
-        })
-        .map(|(&k, _)| k)
+    let expired: Vec<(usize, Timeout)> = (parked.conns.iter())
+        .filter_map(|(&k, c)| Some((k, c.timed_out(now, idle_timeout)?)))
         .collect();
-    for key in expired {
-        if let Some(conn) = parked.remove(key) {
-            if conn.head_deadline.is_some() && conn.pending.is_none() && conn.mid_head() {
-                let msg = "The request head did not arrive in time.";
-                let page = super::error_response(Status::RequestTimeout, msg);
-                Conn::send_now(&conn.stream, &page);
-            }
+    for (key, timeout) in expired {
+        if let Some(mut conn) = parked.remove(key) {
+            conn.expire(timeout);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The engine: a blocking accept loop hands connections over a bounded channel to a
 //! fixed pool of worker threads; idle connections wait in the idle watcher; finished
-//! requests go to the logger/stats thread as records.
+//! requests go to the logger/stats thread as records. Every socket system call is
+//! in `transport` (plain TCP with sendfile, or copying through a buffer).
 //!
 //! ```text
 //! accept loop ──Conn──▶ jobs channel ──▶ N workers ──Record──▶ logger/stats
@@ -15,7 +16,10 @@ mod execute;
 mod idle;
 mod output;
 mod site;
+mod transport;
 mod worker;
+
+pub use transport::Transport;
 
 use crate::clock;
 use crate::config::Config;
@@ -28,14 +32,14 @@ use crate::stats::{self, Gauges, Msg, Snapshot};
 use conn::{Conn, OpenGuard};
 use crossbeam_channel::{Receiver, Sender};
 use polling::Poller;
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
+use transport::Stream;
 
 /// State every engine thread reads; the only mutable parts are atomics.
 #[derive(Debug)]
@@ -43,6 +47,8 @@ pub(crate) struct Shared {
     pub config: Config,
     pub gauges: Arc<Gauges>,
     pub log: Sender<Msg>,
+    /// How connections send (read once at bind).
+    transport: Transport,
     shutdown: AtomicBool,
     poller: Arc<Poller>,
     parked_tx: Sender<Conn>,
@@ -121,12 +127,13 @@ impl Shared {
     /// poller itself (one `epoll_ctl`); the notification that makes the watcher take the
     /// connection is coalesced by `polling`, so a busy watcher costs no extra syscall.
     pub fn park(&self, mut conn: Conn) {
-        if self.is_shutting_down() && conn.pending.is_none() {
+        let sending = conn.is_sending();
+        if self.is_shutting_down() && !sending {
             return;
         }
         conn.shrink_if_empty();
-        if conn.pending.is_some() {
-            conn.set_nonblocking();
+        if sending {
+            conn.stream.set_nonblocking();
         }
         match conn.arm(&self.poller) {
             Ok(()) => {
@@ -197,7 +204,7 @@ impl Handle {
         self.shared.drain.close();
         self.shared.shutdown.store(true, Ordering::SeqCst);
         // Shutting a listening socket down wakes a thread blocked in accept (Linux).
-        let _ = SockRef::from(&*self.listener).shutdown(std::net::Shutdown::Both);
+        transport::stop_accepting(&self.listener);
         let _ = self.shared.poller.notify();
     }
 
@@ -225,10 +232,16 @@ impl Handle {
 }
 
 impl Server {
-    /// Binds the listening socket.
+    /// Binds the listening socket; connections use the transport the environment
+    /// selects ([`Transport::from_env`]: `THREADSERVE_TRANSPORT=copy`, or plain TCP).
     pub fn bind(config: Config) -> Result<Server, BindError> {
+        Server::bind_over(config, Transport::from_env())
+    }
+
+    /// Binds the listening socket; connections use `transport`.
+    pub fn bind_over(config: Config, transport: Transport) -> Result<Server, BindError> {
         let addr = config.bind;
-        let listener = listen(addr).map_err(|source| BindError { addr, source })?;
+        let listener = transport::listen(addr).map_err(|source| BindError { addr, source })?;
         let poller = Arc::new(Poller::new().map_err(|source| BindError { addr, source })?);
         // Room for every open connection plus the queue, so the idle watcher never
         // blocks handing one back; the accept loop sheds load at `queue_depth`.
@@ -246,6 +259,7 @@ impl Server {
             config,
             gauges: Arc::new(Gauges::default()),
             log: log_tx,
+            transport,
             shutdown: AtomicBool::new(false),
             poller,
             parked_tx,
@@ -263,6 +277,11 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The transport connections use.
+    pub fn transport(&self) -> Transport {
+        self.shared.transport
     }
 
     /// A handle to stop the server.
@@ -366,17 +385,6 @@ fn spawn<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) 
     thread::Builder::new().name(name.to_string()).spawn(f)
 }
 
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(false).ok();
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(crate::limits::LISTEN_BACKLOG)?;
-    Ok(socket.into())
-}
-
 /// Accepts until shutdown. Errors never end the loop: running out of file descriptors
 /// backs off (and is logged at most once a second) instead of spinning.
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>) {
@@ -401,15 +409,16 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
         if shared.is_shutting_down() {
             return;
         }
+        let mut stream = Stream::new(stream, shared.transport);
         if shared.gauges.open.load(Ordering::Relaxed) >= limits.max_connections {
-            shed(shared, &stream, "The server is at its connection limit.");
+            shed(shared, &mut stream, "The server is at its connection limit.");
             continue;
         }
         if jobs.len() >= limits.queue_depth {
-            shed(shared, &stream, "All workers are busy.");
+            shed(shared, &mut stream, "All workers are busy.");
             continue;
         }
-        if let Err(e) = configure(&stream, shared) {
+        if let Err(e) = stream.configure(limits.linger) {
             log::debug!("accept: cannot configure {peer}: {e}");
             continue;
         }
@@ -420,18 +429,9 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
             clock::deadline(Instant::now(), limits.head_timeout),
         );
         if let Err(e) = jobs.try_send(conn) {
-            shed(shared, &e.into_inner().stream, "All workers are busy.");
+            shed(shared, &mut e.into_inner().stream, "All workers are busy.");
         }
     }
-}
-
-fn configure(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let linger = shared.config.limits.linger;
-    if !linger.is_zero() {
-        stream.set_read_timeout(Some(linger))?;
-    }
-    stream.set_write_timeout(Some(crate::limits::WRITE_LINGER))
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
@@ -442,10 +442,7 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 }
 
 /// Answers 503 with `Retry-After` without reading the request, then closes.
-fn shed(shared: &Shared, stream: &TcpStream, message: &str) {
+fn shed(shared: &Shared, stream: &mut Stream, message: &str) {
     shared.gauges.shed.fetch_add(1, Ordering::Relaxed);
-    let mut sink = [0u8; 4096];
-    let _ = Conn::recv_now(stream, &mut sink);
-    Conn::send_now(stream, &error_response(Status::ServiceUnavailable, message));
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    stream.refuse(&error_response(Status::ServiceUnavailable, message));
 }

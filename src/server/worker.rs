@@ -1,20 +1,21 @@
 //! A worker thread: takes a connection from the queue, serves every request that is
 //! ready on it, and hands it to the idle watcher when the client goes quiet.
 
-use super::conn::{Conn, Pending, Wait};
-use super::execute::Executor;
+use super::conn::{Conn, Pending, State, Timeout, Wait};
+use super::execute::{Answer, Executor};
 use super::output::{self, Flush, Segment};
+use super::transport::{classify, Failure, Stream};
 use super::Shared;
 use crate::clock;
 use crate::config::LogFormat;
-use crate::http::head::{self, Head, Parsed};
+use crate::http::head::{self, Head, HeadError, Parsed};
 use crate::http::status::Status;
 use crate::limits::{CACHE_IDLE, LOG_BATCH, LOG_BATCH_AGE};
 use crate::stats::{Msg, Record};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -85,6 +86,28 @@ enum Next {
     Close,
 }
 
+/// How sending a response went.
+enum Sent {
+    /// All of it went out; `close` is the plan's word on keep-alive.
+    Done {
+        /// The plan (or the request) asked to close after this response.
+        close: bool,
+    },
+    /// The client stopped taking bytes: the rest waits for it.
+    Blocked(Box<Pending>),
+    /// It could not be completed (an error page, a broken socket, a file that shrank).
+    Failed,
+}
+
+/// What an I/O error on a connection means for it (the one mapping, [`classify`]).
+fn on_error(e: &io::Error) -> Next {
+    match classify(e) {
+        Failure::Retry => Next::Continue,
+        Failure::Wait => Next::Park,
+        Failure::Fatal => Next::Close,
+    }
+}
+
 impl Worker<'_> {
     /// The next connection to serve; flushes the log batch before waiting for one, and
     /// while waiting closes cached files not used lately (so a deleted file's space is
@@ -105,14 +128,15 @@ impl Worker<'_> {
         }
     }
 
-    /// Serves requests on `conn` while they keep coming; returns it if it should be parked.
+    /// Serves requests on `conn` while they keep coming; returns it if it should be
+    /// parked. The only place a served connection is closed.
     fn drive(&mut self, mut conn: Conn) -> Option<Conn> {
         loop {
             match self.step(&mut conn) {
                 Next::Continue => {}
                 Next::Park => return Some(conn),
                 Next::Close => {
-                    close_gracefully(&conn);
+                    conn.stream.close();
                     return None;
                 }
             }
@@ -121,7 +145,7 @@ impl Worker<'_> {
 
     /// One step: finish a pending response, answer a buffered request, or read more.
     fn step(&mut self, conn: &mut Conn) -> Next {
-        if conn.pending.is_some() {
+        if conn.is_sending() {
             return self.resume(conn);
         }
         let limits = &self.shared.config.limits;
@@ -133,42 +157,38 @@ impl Worker<'_> {
             start,
             end,
             peer,
-            pending,
             ..
         } = conn;
-        match head::parse(&data[*start..*end], slots, limits.max_head_bytes) {
-            Ok(Parsed::Complete(head, used)) => {
-                let next = self.answer(stream, pending, *peer, &head);
-                conn.consume(used);
-                conn.idle_since = Instant::now();
-                // Bytes of the next head already here start its deadline; none, and the
-                // connection is idle (the idle timeout applies, closing silently).
-                conn.head_deadline = conn
-                    .mid_head()
-                    .then(|| crate::clock::deadline(conn.idle_since, limits.head_timeout));
-                match next {
-                    Next::Continue if self.shared.is_shutting_down() => Next::Close,
-                    // Without a linger, a connection just answered is parked at once: its
-                    // client is still reading the response, and epoll reports the next
-                    // request (or one already sent) as soon as it is there.
-                    Next::Continue if conn.start == conn.end && self.no_linger() => Next::Park,
-                    next => next,
-                }
-            }
-            Ok(Parsed::Partial) => self.read_more(conn),
+        let (sent, used) = match head::parse(&data[*start..*end], slots, limits.max_head_bytes) {
+            Ok(Parsed::Complete(head, used)) => (self.answer(stream, *peer, &head), used),
+            Ok(Parsed::Partial) => return self.read_more(conn),
             Err(e) => {
-                let page = super::error_response(e.status(), e.message());
-                let _ = conn.stream.write_all(&page);
-                let head = Head {
-                    method: "-",
-                    target: "-",
-                    version: 1,
-                    ..Head::default()
-                };
-                let rec = self.make_record(conn.peer, &head, e.status(), page.len() as u64, Instant::now());
-                self.log.push(self.shared, rec);
-                Next::Close
+                self.refuse_head(stream, *peer, e);
+                return Next::Close;
             }
+        };
+        conn.consume(used);
+        self.after_response(conn, sent)
+    }
+
+    /// The one place that decides what follows a response: close (the plan said so, it
+    /// failed, or the server is shutting down), park (it is waiting for its client, or
+    /// nothing more has come and lingering would hold this worker for nothing), or go
+    /// on with the next request.
+    fn after_response(&self, conn: &mut Conn, sent: Sent) -> Next {
+        conn.answered(Instant::now(), self.shared.config.limits.head_timeout);
+        match sent {
+            Sent::Blocked(pending) => {
+                conn.state = State::Sending(pending);
+                Next::Park
+            }
+            Sent::Failed | Sent::Done { close: true } => Next::Close,
+            Sent::Done { .. } if self.shared.is_shutting_down() => Next::Close,
+            // Without a linger, a connection just answered is parked at once: its client
+            // is still reading the response, and epoll reports the next request (or one
+            // already sent) as soon as it is there.
+            Sent::Done { .. } if !conn.has_unread_input() && self.no_linger() => Next::Park,
+            Sent::Done { .. } => Next::Continue,
         }
     }
 
@@ -180,28 +200,29 @@ impl Worker<'_> {
 
     /// Sends more of a response that had to wait for its client.
     fn resume(&mut self, conn: &mut Conn) -> Next {
-        let Some(p) = conn.pending.as_mut() else {
+        let Conn { stream, state, .. } = conn;
+        let State::Sending(p) = state else {
             return Next::Continue;
         };
         let before = p.sent;
-        let result = output::flush(&mut conn.stream, &mut p.segs, &mut p.sent);
+        let result = output::flush(stream, &mut p.segs, &mut p.sent);
         if matches!(result, Ok(Flush::Blocked)) {
             if p.sent > before {
                 p.deadline = clock::deadline(Instant::now(), self.shared.config.limits.write_timeout);
             }
             return Next::Park;
         }
-        let Some(mut p) = conn.pending.take() else {
-            return Next::Close;
+        let State::Sending(mut p) = std::mem::replace(state, State::Idle { since: Instant::now() }) else {
+            unreachable!("the state was Sending just above");
         };
         p.record.bytes = p.sent.saturating_sub(p.head_len);
-        p.record.duration = p.record.duration.max(conn.idle_since.elapsed());
+        p.record.duration = p.started.elapsed();
         self.log.push(self.shared, p.record);
-        conn.idle_since = Instant::now();
-        match result {
-            Ok(Flush::Done) if !p.close && !self.shared.is_shutting_down() => Next::Continue,
-            _ => Next::Close,
-        }
+        let sent = match result {
+            Ok(Flush::Done) => Sent::Done { close: p.close },
+            _ => Sent::Failed,
+        };
+        self.after_response(conn, sent)
     }
 
     /// Waits briefly for more input; parks the connection if none comes.
@@ -209,11 +230,10 @@ impl Worker<'_> {
         let limits = &self.shared.config.limits;
         let now = Instant::now();
         // Past the deadline, bytes the client sent in time (while the connection sat in
-        // the queue) still count: take what is there, and answer 408 only if the head
-        // is still incomplete after that — and was started: a client that sent nothing
-        // is closed silently (see `Conn::mid_head`).
-        let late = conn.head_deadline.is_some_and(|d| now >= d);
-        if self.shared.is_shutting_down() && conn.start == conn.end {
+        // the queue) still count: take what is there, and time out only if the head is
+        // still incomplete after that.
+        let late = conn.timed_out(now, limits.idle_timeout) == Some(Timeout::Head);
+        if self.shared.is_shutting_down() && !conn.mid_head() {
             return Next::Close;
         }
         // Linger only when no other connection is waiting for a worker.
@@ -222,39 +242,53 @@ impl Worker<'_> {
         } else {
             Wait::Linger
         };
-        let filled = conn.fill(wait, limits.max_head_bytes);
-        if late && !matches!(filled, Ok(n) if n > 0) {
-            if conn.mid_head() {
-                let page = super::error_response(Status::RequestTimeout, "The request head did not arrive in time.");
-                let _ = conn.stream.write_all(&page);
-            }
-            return Next::Close;
-        }
-        match filled {
-            Ok(0) => Next::Close,
-            Ok(_) => {
-                if conn.head_deadline.is_none() {
-                    conn.head_deadline = Some(clock::deadline(now, limits.head_timeout));
-                }
+        match conn.fill(wait, limits.max_head_bytes) {
+            Ok(n) if n > 0 => {
+                conn.received(now, limits.head_timeout);
                 Next::Continue
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Next::Park,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Next::Continue,
-            Err(_) => Next::Close,
+            _ if late => {
+                conn.expire(Timeout::Head);
+                Next::Close
+            }
+            Ok(_) => Next::Close,
+            Err(e) => on_error(&e),
         }
     }
 
-    /// Answers one request: plans it (catching a panic: a 500, then close — the worker
-    /// lives on) and sends it. If the client stops taking bytes, the rest is stored on
-    /// the connection and it is parked.
-    fn answer(&mut self, stream: &mut TcpStream, pending: &mut Option<Pending>, peer: SocketAddr, head: &Head) -> Next {
+    /// Answers a head that could not be parsed with its error page, and logs it.
+    fn refuse_head(&mut self, stream: &mut Stream, peer: SocketAddr, e: HeadError) {
+        let page = super::error_response(e.status(), e.message());
+        let _ = stream.write_all(&page);
+        let head = Head {
+            method: "-",
+            target: "-",
+            version: 1,
+            ..Head::default()
+        };
+        let rec = self.make_record(peer, &head, e.status(), page.len() as u64, Instant::now());
+        self.log.push(self.shared, rec);
+    }
+
+    /// Answers one request: plans it, then sends what the plan queued.
+    fn answer(&mut self, stream: &mut Stream, peer: SocketAddr, head: &Head) -> Sent {
         let started = Instant::now();
+        match self.plan(stream, peer, head, started) {
+            Some(planned) => self.send(stream, peer, head, planned, started),
+            None => Sent::Failed,
+        }
+    }
+
+    /// Plans the response into the executor's segments, catching a panic: the client gets
+    /// a 500 and the connection closes, but the worker lives on. `None` if there is
+    /// nothing to send.
+    fn plan(&mut self, stream: &mut Stream, peer: SocketAddr, head: &Head, started: Instant) -> Option<Answer> {
         let (shared, executor) = (self.shared, &mut self.executor);
-        let planned = match catch_unwind(AssertUnwindSafe(|| executor.answer(shared, head))) {
-            Ok(Ok(o)) => o,
+        match catch_unwind(AssertUnwindSafe(|| executor.answer(shared, head))) {
+            Ok(Ok(planned)) => Some(planned),
             Ok(Err(e)) => {
                 log::debug!("{peer}: {} {}: {e}", head.method, head.target);
-                return Next::Close;
+                None
             }
             Err(_) => {
                 log::error!(
@@ -268,9 +302,14 @@ impl Worker<'_> {
                 let _ = stream.write_all(&page);
                 let rec = self.make_record(peer, head, Status::InternalServerError, page.len() as u64, started);
                 self.log.push(self.shared, rec);
-                return Next::Close;
+                None
             }
-        };
+        }
+    }
+
+    /// Sends the planned segments. If the client stops taking bytes, the rest becomes
+    /// a [`Pending`] response (owned segments) for the connection to park with.
+    fn send(&mut self, stream: &mut Stream, peer: SocketAddr, head: &Head, planned: Answer, started: Instant) -> Sent {
         let total: u64 = (self.executor.segs.iter())
             .map(|seg| match seg {
                 Segment::Bytes(b, pos) => (b.len() - pos) as u64,
@@ -280,41 +319,35 @@ impl Worker<'_> {
         let head_len = total.saturating_sub(planned.bytes);
         let mut sent = 0;
         let result = output::flush(stream, &mut self.executor.segs, &mut sent);
-        let mut rec = self.make_record(peer, head, planned.status, planned.bytes, started);
-        match result {
+        let mut record = self.make_record(peer, head, planned.status, planned.bytes, started);
+        let segs = match result {
             Ok(Flush::Done) => {
-                self.log.push(self.shared, rec);
-                if planned.close {
-                    Next::Close
-                } else {
-                    Next::Continue
-                }
+                self.log.push(self.shared, record);
+                return Sent::Done { close: planned.close };
             }
-            Ok(Flush::Blocked) => match output::into_owned(&mut self.executor.segs) {
-                Ok(segs) => {
-                    let deadline = clock::deadline(Instant::now(), self.shared.config.limits.write_timeout);
-                    *pending = Some(Pending {
-                        segs,
-                        record: rec,
-                        head_len,
-                        sent,
-                        close: planned.close,
-                        deadline,
-                    });
-                    Next::Park
-                }
-                Err(e) => {
-                    log::warn!("{peer}: cannot keep a response for a slow reader: {e}");
-                    Next::Close
-                }
-            },
+            Ok(Flush::Blocked) => output::into_owned(&mut self.executor.segs),
             Ok(Flush::Short) | Err(_) => {
                 if matches!(result, Ok(Flush::Short)) {
                     log::warn!("{peer}: {}: file shrank while being sent; closing", head.target);
                 }
-                rec.bytes = sent.saturating_sub(head_len);
-                self.log.push(self.shared, rec);
-                Next::Close
+                record.bytes = sent.saturating_sub(head_len);
+                self.log.push(self.shared, record);
+                return Sent::Failed;
+            }
+        };
+        match segs {
+            Ok(segs) => Sent::Blocked(Box::new(Pending {
+                segs,
+                record,
+                started,
+                head_len,
+                sent,
+                close: planned.close,
+                deadline: clock::deadline(Instant::now(), self.shared.config.limits.write_timeout),
+            })),
+            Err(e) => {
+                log::warn!("{peer}: cannot keep a response for a slow reader: {e}");
+                Sent::Failed
             }
         }
     }
@@ -326,7 +359,6 @@ impl Worker<'_> {
             time: SystemTime::now(),
             peer: peer.ip(),
             method: owned(head.method),
-            method_label: crate::stats::Method::of(head.method),
             target: owned(head.target),
             version: head.version,
             status: status.code(),
@@ -334,19 +366,7 @@ impl Worker<'_> {
             duration: started.elapsed(),
             referer: head.referer.filter(|_| full).map(str::to_string),
             user_agent: head.user_agent.filter(|_| full).map(str::to_string),
-        }
-    }
-}
-
-/// Half-closes, then drains what the client already sent, so the kernel ends the
-/// connection with FIN rather than RST and the client reads the last response.
-fn close_gracefully(conn: &Conn) {
-    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-    let mut sink = [0u8; 4096];
-    for _ in 0..16 {
-        match Conn::recv_now(&conn.stream, &mut sink) {
-            Ok(n) if n > 0 => {}
-            _ => break,
+            method_label: crate::stats::Method::of(head.method),
         }
     }
 }

@@ -13,7 +13,7 @@
 //! the counts are that server's alone.
 
 use crate::corpus::{self, Case};
-use crate::support::{closed, eventually, read_response, write, TestServer};
+use crate::support::{closed, eventually, heavy, read_response, write, TestServer};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -30,14 +30,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_threadserve");
 // ---------------------------------------------------------------------------------
 // Process measurements and a spawned server whose threads and fds are its own.
 // ---------------------------------------------------------------------------------
-
-/// The tests here that load the machine take turns, so that one's measurements are not
-/// another's noise (the rest of the suite is light).
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Counts from `/proc/<pid>`.
 mod procfs {

@@ -150,6 +150,7 @@ fn unknown_user_is_indistinguishable_from_a_wrong_password() {
 /// answered. Without the bound the 8 would hold every worker in bcrypt.
 #[test]
 fn wrong_password_flood_leaves_room_for_valid_clients() {
+    let _turn = crate::support::heavy();
     let s = server(10, 1);
     let addr = s.addr;
     let good = format!("Basic {}", basic("alice", "secret"));

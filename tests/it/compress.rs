@@ -51,6 +51,7 @@ fn get_ae(server: &TestServer, path: &str, extra: &str) -> Response {
 
 #[test]
 fn every_coding_decodes_back_to_the_file_with_its_own_validator() {
+    let _turn = crate::support::heavy();
     let server = TestServer::start(|_| {});
     let js = text(64 * 1024, 1);
     let html = text(200 * 1024, 2);
@@ -117,6 +118,7 @@ fn the_highest_q_value_wins_then_br_zstd_gzip() {
 
 #[test]
 fn only_compressible_types_between_the_size_limits_are_compressed() {
+    let _turn = crate::support::heavy();
     let server = TestServer::start(|_| {});
     let root = server.root();
     write(&root, "image.png", &text(4096, 4));
@@ -293,6 +295,7 @@ fn listings_are_compressed_too() {
 
 #[test]
 fn the_byte_bound_holds_while_many_clients_fetch_many_files() {
+    let _turn = crate::support::heavy();
     let bound = 256 * 1024;
     let server = TestServer::start(|c| c.compress_cache = bound);
     let files: Vec<Vec<u8>> = (0..64).map(|i| text(32 * 1024, 100 + i)).collect();
@@ -339,6 +342,7 @@ fn the_byte_bound_holds_while_many_clients_fetch_many_files() {
 
 #[test]
 fn many_clients_asking_for_one_uncached_file_cost_one_compression() {
+    let _turn = crate::support::heavy();
     let server = TestServer::start(|c| c.threads = 8);
     let big = Arc::new(text(2 * 1024 * 1024, 14));
     write(&server.root(), "bundle.js", &big);

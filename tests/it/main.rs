@@ -15,4 +15,5 @@ mod props;
 mod semantics;
 mod support;
 mod tls;
+mod transport;
 mod trust;

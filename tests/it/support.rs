@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use threadserve::config::Config;
 use threadserve::files::Root;
-use threadserve::server::{Handle, Server};
+use threadserve::server::{Handle, Server, Transport};
 use threadserve::stats::Snapshot;
 
 /// Longest any test read waits; a hang fails the test instead of blocking the suite.
@@ -58,13 +58,21 @@ pub fn get_at(addr: &str, path: &str) -> Option<Response> {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub handle: Handle,
+    /// The transport it runs (`THREADSERVE_TRANSPORT` unless started over another).
+    pub transport: Transport,
     pub tmp: tempfile::TempDir,
     join: Option<JoinHandle<std::io::Result<Snapshot>>>,
 }
 
 impl TestServer {
-    /// Starts a server with the standard fixture files and `tweak` applied to its config.
+    /// Starts a server with the standard fixture files and `tweak` applied to its
+    /// config, over the transport the environment selects.
     pub fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_over(None, tweak)
+    }
+
+    /// As [`TestServer::start`], over `transport` if given.
+    pub fn start_over(transport: Option<Transport>, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir_all(root.join("sub")).unwrap();
@@ -81,13 +89,19 @@ impl TestServer {
         let mut config = Config::new(Root::new(&root).unwrap());
         config.threads = 4;
         tweak(&mut config);
-        let server = Server::bind(config).unwrap();
+        let server = match transport {
+            Some(t) => Server::bind_over(config, t),
+            None => Server::bind(config),
+        }
+        .unwrap();
+        let transport = server.transport();
         let addr = server.local_addr();
         let handle = server.handle();
         let join = std::thread::spawn(move || server.run());
         TestServer {
             addr,
             handle,
+            transport,
             tmp,
             join: Some(join),
         }
@@ -211,4 +225,14 @@ pub fn closed(s: &mut TcpStream) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// The tests that load the machine (the abuse tests, and the CPU-heavy compression,
+/// auth and racing tests) take turns, so that one's measurements are not another's
+/// noise (the rest of the suite is light).
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the heavy tests' turn (see [`HEAVY`]).
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

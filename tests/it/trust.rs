@@ -390,6 +390,7 @@ fn slow_readers_of_a_big_listing_do_not_each_hold_its_body() {
 /// outside the root) as fast as it can: nothing outside the root is ever served or
 /// listed, and no ETag is ever seen with two different bodies.
 fn racing_swaps(resolver: threadserve::files::Resolver) {
+    let _turn = crate::support::heavy();
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;

@@ -1,0 +1,426 @@
+//! The transport: the only code that makes socket system calls. It listens, reads and
+//! writes bytes, sends file ranges, reports whether input is waiting, registers with
+//! the idle watcher's poller and closes. No HTTP here, and the executor above it
+//! never sees a descriptor.
+//!
+//! Two transports exist, chosen once at bind ([`Transport::from_env`]):
+//! - **plain** TCP sends file ranges with `sendfile(2)`: file bytes never enter user
+//!   space;
+//! - **copy** sends them through a user-space buffer (`pread` of a chunk, one `write`,
+//!   advancing by what was written). It is the path every stream that transforms its
+//!   bytes must take, and lets that path be tested without one.
+//!
+//! A TLS stream (rustls `ServerConnection` over the same socket) is meant to be a third
+//! [`Layer`]: it reads and writes plaintext, copies file ranges like `Copy`, reports
+//! input already decrypted in its own buffer ([`Stream::buffered_input`]) so such a
+//! connection is never parked waiting on a quiet socket, and sends `close_notify` in
+//! [`Stream::close`].
+
+use crate::limits::{COPY_CHUNK_BYTES, WRITE_LINGER};
+use polling::{Event, Poller};
+use rustix::net::{RecvFlags, SendFlags};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How connections send what they send; chosen once, when the server binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP; file ranges go out with `sendfile(2)`.
+    Plain,
+    /// Plain TCP; file ranges are copied through a user-space buffer of
+    /// [`COPY_CHUNK_BYTES`] (the way a TLS stream will send them).
+    Copy,
+}
+
+impl Transport {
+    /// `THREADSERVE_TRANSPORT=copy` selects [`Transport::Copy`] (CI runs the integration
+    /// suite over it); anything else, or nothing, is [`Transport::Plain`].
+    pub fn from_env() -> Transport {
+        match std::env::var_os("THREADSERVE_TRANSPORT") {
+            Some(v) if v == "copy" => Transport::Copy,
+            Some(v) if v != "plain" && !v.is_empty() => {
+                log::warn!("THREADSERVE_TRANSPORT={v:?} is not `copy` or `plain`; using plain TCP");
+                Transport::Plain
+            }
+            _ => Transport::Plain,
+        }
+    }
+
+    /// One line for the start-up log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Transport::Plain => "plain TCP: file ranges sent with sendfile",
+            Transport::Copy => {
+                "copy (THREADSERVE_TRANSPORT=copy): file ranges copied through a user-space buffer (pread + write)"
+            }
+        }
+    }
+}
+
+/// Per-connection state of the transport in use. A TLS session will be one more
+/// variant (`Tls(Box<rustls::ServerConnection>)`, over the same socket).
+#[derive(Debug)]
+enum Layer {
+    Plain,
+    Copy,
+}
+
+/// One client connection's socket and its transport. It owns its registration with
+/// the poller, so the descriptor can never be closed while registered.
+#[derive(Debug)]
+pub struct Stream {
+    tcp: TcpStream,
+    layer: Layer,
+    /// The socket was made non-blocking (after its first parked response).
+    nonblocking: bool,
+    /// The poller this socket is registered with (from its first park until it drops;
+    /// one-shot, so each park re-arms it).
+    watch: Option<Arc<Poller>>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Some(poller) = self.watch.take() {
+            let _ = poller.delete(&self.tcp);
+        }
+    }
+}
+
+impl Stream {
+    /// Wraps an accepted socket (no system call).
+    pub fn new(tcp: TcpStream, transport: Transport) -> Stream {
+        let layer = match transport {
+            Transport::Plain => Layer::Plain,
+            Transport::Copy => Layer::Copy,
+        };
+        Stream {
+            tcp,
+            layer,
+            nonblocking: false,
+            watch: None,
+        }
+    }
+
+    /// Socket options every served connection gets: no Nagle delay, reads that wait
+    /// at most `linger` (none if zero), writes that wait at most [`WRITE_LINGER`].
+    pub fn configure(&self, linger: Duration) -> io::Result<()> {
+        self.tcp.set_nodelay(true)?;
+        if !linger.is_zero() {
+            self.tcp.set_read_timeout(Some(linger))?;
+        }
+        self.tcp.set_write_timeout(Some(WRITE_LINGER))
+    }
+
+    /// The key this connection has in the poller (its descriptor, unique while open).
+    pub fn key(&self) -> usize {
+        self.tcp.as_raw_fd() as usize
+    }
+
+    /// Makes the socket non-blocking, once: a client that could not keep up with a
+    /// response is served without waiting from then on (a full buffer parks the rest
+    /// at once instead of holding a worker for another `WRITE_LINGER`; its reads no
+    /// longer linger either).
+    pub fn set_nonblocking(&mut self) {
+        if !self.nonblocking {
+            self.nonblocking = self.tcp.set_nonblocking(true).is_ok();
+        }
+    }
+
+    /// Reads input, waiting up to the read timeout (the linger); 0 means the peer closed.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.layer {
+            Layer::Plain | Layer::Copy => self.tcp.read(buf),
+        }
+    }
+
+    /// Reads only input already received (`recv` with `MSG_DONTWAIT`), or `WouldBlock`.
+    pub fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.layer {
+            Layer::Plain | Layer::Copy => Ok(rustix::net::recv(&self.tcp, buf, RecvFlags::DONTWAIT)?.0),
+        }
+    }
+
+    /// Whether input is waiting in the transport's own buffer (no system call). Plain
+    /// TCP has none; a TLS session may hold decrypted bytes the socket no longer shows.
+    pub fn buffered_input(&self) -> bool {
+        match self.layer {
+            Layer::Plain | Layer::Copy => false,
+        }
+    }
+
+    /// Whether input is waiting: in the transport's buffer, or on the socket (a
+    /// one-byte `MSG_PEEK`, never blocking).
+    pub fn input_waiting(&self) -> bool {
+        if self.buffered_input() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        matches!(
+            rustix::net::recv(&self.tcp, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT),
+            Ok((n, _)) if n > 0
+        )
+    }
+
+    /// Sends up to `len` bytes of `file` from `*offset`, which advances by what was
+    /// sent. Returns the bytes sent: 0 means the file ended first (it shrank). The
+    /// explicit offset leaves the handle's own position alone, so handles shared
+    /// through the worker's cache need no seek.
+    pub fn send_file(&mut self, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
+        match self.layer {
+            Layer::Plain => sendfile(&self.tcp, file, offset, len),
+            Layer::Copy => copy_file(&mut self.tcp, file, offset, len),
+        }
+    }
+
+    /// Sends `bytes` without waiting, best effort (a 408 from the idle watcher, which
+    /// must never wait on a client).
+    pub fn send_now(&mut self, bytes: &[u8]) {
+        let _ = rustix::net::send(&self.tcp, bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
+    }
+
+    /// Answers a connection that will not be served (503 over the limits): drops what
+    /// it sent, sends `page` without waiting, closes the write side.
+    pub fn refuse(&mut self, page: &[u8]) {
+        let mut sink = [0u8; 4096];
+        let _ = self.read_now(&mut sink);
+        self.send_now(page);
+        let _ = self.tcp.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Half-closes, then drains what the client already sent, so the kernel ends the
+    /// connection with FIN rather than RST and the client reads the last response.
+    pub fn close(&mut self) {
+        let _ = self.tcp.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match self.read_now(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    }
+
+    /// Arms the one-shot poller registration: readable, or writable while a response
+    /// waits for the client. Registers the socket on its first park.
+    pub fn arm(&mut self, poller: &Arc<Poller>, writable: bool) -> io::Result<()> {
+        let key = self.key();
+        let interest = if writable {
+            Event::writable(key)
+        } else {
+            Event::readable(key)
+        };
+        match &self.watch {
+            Some(p) => p.modify(&self.tcp, interest),
+            None => {
+                // SAFETY: `polling` requires the source to be deleted before it is
+                // closed. The socket is owned by this `Stream`, never handed out, and
+                // `Drop for Stream` deletes it from `watch` (set just below, and
+                // never replaced) before the `TcpStream` field closes it.
+                unsafe { poller.add(&self.tcp, interest)? };
+                self.watch = Some(Arc::clone(poller));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Write for Stream {
+    /// Writes bytes, waiting up to [`WRITE_LINGER`] for room (none once non-blocking).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.layer {
+            Layer::Plain | Layer::Copy => self.tcp.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What an I/O error means for the step that met it: the one mapping the executor uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Interrupted by a signal: try again.
+    Retry,
+    /// The client is not ready (a full or empty buffer, a timeout): wait for it.
+    Wait,
+    /// The connection is broken: close it.
+    Fatal,
+}
+
+/// Classifies an I/O error (see [`Failure`]).
+pub fn classify(e: &io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Failure::Wait,
+        io::ErrorKind::Interrupted => Failure::Retry,
+        _ => Failure::Fatal,
+    }
+}
+
+/// One `sendfile(2)` call, at most the kernel's own cap on a single transfer. (`std::io::copy`
+/// from a `File` to a `TcpStream` does not use sendfile in Rust 1.95: strace shows
+/// 8 KiB read/sendto pairs.)
+fn sendfile(tcp: &TcpStream, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
+    const MAX_CHUNK: u64 = 0x7fff_f000;
+    let n = rustix::fs::sendfile(tcp, file, Some(offset), len.min(MAX_CHUNK) as usize)?;
+    Ok(n as u64)
+}
+
+thread_local! {
+    /// The copy transport's buffer: one per worker thread, not per connection. Nothing
+    /// stays in it between calls (a partial write re-reads the rest from the page cache
+    /// next time), so a parked connection holds none.
+    static COPY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One chunk of a file range through user space: `pread` up to [`COPY_CHUNK_BYTES`],
+/// one `write`, and `*offset` advances only by what the socket took, so a partial
+/// write never loses bytes.
+fn copy_file(tcp: &mut TcpStream, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
+    COPY_BUF.with_borrow_mut(|buf| {
+        if buf.is_empty() {
+            buf.resize(COPY_CHUNK_BYTES, 0);
+        }
+        let want = len.min(buf.len() as u64) as usize;
+        let got = file.read_at(&mut buf[..want], *offset)?;
+        if got == 0 {
+            return Ok(0);
+        }
+        let n = tcp.write(&buf[..got])?;
+        *offset += n as u64;
+        Ok(n as u64)
+    })
+}
+
+/// The listening socket: `SO_REUSEADDR`, dual-stack for `[::]`, [`LISTEN_BACKLOG`].
+///
+/// [`LISTEN_BACKLOG`]: crate::limits::LISTEN_BACKLOG
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).ok();
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(crate::limits::LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Wakes a thread blocked in `accept` on `listener` (shutting a listening socket down
+/// does that on Linux); its next `accept` fails.
+pub fn stop_accepting(listener: &TcpListener) {
+    let _ = SockRef::from(listener).shutdown(std::net::Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair: (server side as a `Stream`, client side).
+    fn pair(transport: Transport) -> (Stream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (Stream::new(server, transport), client)
+    }
+
+    fn patterned(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn the_environment_selects_the_copy_transport_and_nothing_else_does() {
+        // Read-only: the variable is whatever this test run was started with.
+        let want = match std::env::var("THREADSERVE_TRANSPORT").as_deref() {
+            Ok("copy") => Transport::Copy,
+            _ => Transport::Plain,
+        };
+        assert_eq!(Transport::from_env(), want);
+        assert!(Transport::Copy.describe().contains("copy"));
+        assert!(Transport::Plain.describe().contains("sendfile"));
+    }
+
+    #[test]
+    fn a_copied_range_larger_than_the_buffer_survives_partial_writes_byte_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let content = patterned(5 * COPY_CHUNK_BYTES + 123);
+        std::fs::write(&path, &content).unwrap();
+        let file = File::open(&path).unwrap();
+        for transport in [Transport::Copy, Transport::Plain] {
+            let (mut server, mut client) = pair(transport);
+            // A small send buffer and no waiting: most writes are partial or refused.
+            SockRef::from(&server.tcp).set_send_buffer_size(4096).unwrap();
+            server.set_nonblocking();
+            // The client never waits long: what the kernel still holds back (Nagle,
+            // a delayed ACK) comes with a later read.
+            client.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            let (mut offset, end) = (7u64, content.len() as u64 - 5);
+            let mut got = Vec::new();
+            let mut blocked = 0;
+            let started = std::time::Instant::now();
+            while offset < end {
+                assert!(started.elapsed() < Duration::from_secs(20), "{transport:?}: stuck");
+                let left = end - offset;
+                match server.send_file(&file, &mut offset, left) {
+                    Ok(n) => assert!(n > 0, "{transport:?}: the file did not shrink"),
+                    Err(e) => {
+                        assert_eq!(classify(&e), Failure::Wait, "{transport:?}: {e}");
+                        blocked += 1;
+                        let mut buf = [0u8; 8192];
+                        match client.read(&mut buf) {
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                            Err(e) => assert_eq!(classify(&e), Failure::Wait, "{e}"),
+                        }
+                    }
+                }
+            }
+            client.set_read_timeout(None).unwrap();
+            drop(server);
+            client.read_to_end(&mut got).unwrap();
+            assert!(blocked > 0, "{transport:?}: the socket never filled up");
+            assert!(got == content[7..content.len() - 5], "{transport:?}: bytes differ");
+        }
+    }
+
+    #[test]
+    fn a_copied_range_past_the_end_of_the_file_reports_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = File::open(&path).unwrap();
+        let (mut server, mut client) = pair(Transport::Copy);
+        let mut offset = 8;
+        assert_eq!(server.send_file(&file, &mut offset, 5).unwrap(), 2);
+        assert_eq!(server.send_file(&file, &mut offset, 3).unwrap(), 0);
+        assert_eq!(offset, 10);
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"89");
+    }
+
+    #[test]
+    fn input_waiting_peeks_without_taking_the_bytes() {
+        let (mut server, mut client) = pair(Transport::Plain);
+        assert!(!server.input_waiting());
+        client.write_all(b"GET").unwrap();
+        let t = std::time::Instant::now();
+        while !server.input_waiting() {
+            assert!(t.elapsed() < Duration::from_secs(5), "bytes never arrived");
+            std::thread::yield_now();
+        }
+        let mut buf = [0u8; 8];
+        assert_eq!(server.read_now(&mut buf).unwrap(), 3);
+        assert_eq!(&buf[..3], b"GET");
+        let e = server.read_now(&mut buf).unwrap_err();
+        assert_eq!(classify(&e), Failure::Wait);
+    }
+}
