@@ -90,7 +90,10 @@ fn serve(loaded: Loaded) -> Result<(), String> {
     );
     let _ = std::io::stdout().flush();
     log::info!("root {resolution}");
-    log::info!("transport {}", server.transport().describe());
+    match &tls {
+        Some(_) => log::info!("transport TLS (rustls): file ranges copied through a user-space buffer"),
+        None => log::info!("transport {}", server.transport().describe()),
+    }
     if let Some(tls) = tls {
         log::info!("TLS certificate: {tls}");
     }

@@ -160,10 +160,18 @@ impl Executor {
                 self.out.extend_from_slice(got);
                 Ok(len - got.len() as u64)
             }
-            Body::Shared(blob) => {
-                // TODO(transport merge): a shared-bytes segment instead of a copy.
+            Body::Shared(blob) if len <= INLINE_BODY_MAX => {
                 self.out
                     .extend_from_slice(&blob[start as usize..(start + len) as usize]);
+                Ok(0)
+            }
+            Body::Shared(blob) => {
+                self.write_out();
+                self.segs.push_back(Segment::Shared {
+                    blob: std::sync::Arc::clone(blob),
+                    pos: start as usize,
+                    end: (start + len) as usize,
+                });
                 Ok(0)
             }
             Body::File(file) if len <= INLINE_BODY_MAX => {

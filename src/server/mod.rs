@@ -409,7 +409,8 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
         if shared.is_shutting_down() {
             return;
         }
-        let mut stream = Stream::new(stream, shared.transport);
+        let tls = shared.config.tls.as_ref().map(|t| t.config());
+        let mut stream = Stream::new(stream, shared.transport, tls);
         if shared.gauges.open.load(Ordering::Relaxed) >= limits.max_connections {
             shed(shared, &mut stream, "The server is at its connection limit.");
             continue;

@@ -5,6 +5,7 @@
 //! left, and no worker is pinned by a slow reader.
 
 use super::transport::{classify, Failure, Stream};
+use crate::files::compress::Blob;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
@@ -16,6 +17,16 @@ use std::sync::Arc;
 pub enum Segment<F> {
     /// Bytes, of which the first `.1` are sent.
     Bytes(Vec<u8>, usize),
+    /// `blob[pos..end]`: a compressed body kept by the compression store, sent from
+    /// there (no copy per response; a parked one holds a handle, counted by the store).
+    Shared {
+        /// The kept bytes.
+        blob: Arc<Blob>,
+        /// Next byte to send.
+        pos: usize,
+        /// End of the range to send.
+        end: usize,
+    },
     /// `len` bytes of `file` from `offset`, sent by the transport (`sendfile(2)` or a copy).
     File {
         /// The file (a shared handle from the worker's cache, or an owned one).
@@ -69,6 +80,22 @@ pub fn flush<F: AsRef<File>>(
                     }
                 }
             }
+            Segment::Shared { blob, pos, end } => {
+                while *pos < *end {
+                    match stream.write(&blob[*pos..*end]) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => {
+                            *pos += n;
+                            *sent += n as u64;
+                        }
+                        Err(e) => match classify(&e) {
+                            Failure::Wait => return Ok(Flush::Blocked),
+                            Failure::Retry => {}
+                            Failure::Fatal => return Err(e),
+                        },
+                    }
+                }
+            }
             Segment::File { file, offset, len } => {
                 while *len > 0 {
                     match stream.send_file(file.as_ref(), offset, *len) {
@@ -88,7 +115,15 @@ pub fn flush<F: AsRef<File>>(
         }
         segs.pop_front();
     }
-    Ok(Flush::Done)
+    // What the transport still holds (TLS records the socket did not take yet).
+    match stream.flush() {
+        Ok(()) => Ok(Flush::Done),
+        Err(e) => match classify(&e) {
+            Failure::Wait => Ok(Flush::Blocked),
+            Failure::Retry => flush(stream, segs, sent),
+            Failure::Fatal => Err(e),
+        },
+    }
 }
 
 /// Turns what is left into owned segments, duplicating each shared file handle once
@@ -100,6 +135,7 @@ pub fn into_owned(segs: &mut Segments) -> io::Result<Owned> {
         .map(|seg| {
             Ok(match seg {
                 Segment::Bytes(buf, pos) => Segment::Bytes(buf, pos),
+                Segment::Shared { blob, pos, end } => Segment::Shared { blob, pos, end },
                 Segment::File { file, offset, len } => {
                     let owned = match dups.iter().find(|(rc, _)| Rc::ptr_eq(rc, &file)) {
                         Some((_, arc)) => Arc::clone(arc),
@@ -136,7 +172,7 @@ mod tests {
             let file = Rc::new(File::open(&path).unwrap());
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            let mut server = Stream::new(listener.accept().unwrap().0, transport);
+            let mut server = Stream::new(listener.accept().unwrap().0, transport, None);
             let mut segs: Segments = VecDeque::new();
             segs.push_back(Segment::Bytes(b"head|".to_vec(), 0));
             segs.push_back(Segment::File {

@@ -10,15 +10,20 @@
 //!   advancing by what was written). It is the path every stream that transforms its
 //!   bytes must take, and lets that path be tested without one.
 //!
-//! A TLS stream (rustls `ServerConnection` over the same socket) is meant to be a third
-//! [`Layer`]: it reads and writes plaintext, copies file ranges like `Copy`, reports
-//! input already decrypted in its own buffer ([`Stream::buffered_input`]) so such a
-//! connection is never parked waiting on a quiet socket, and sends `close_notify` in
-//! [`Stream::close`].
+//! With `--tls-cert`, every connection is a third [`Layer`], a rustls
+//! `ServerConnection` over the same socket: it reads and writes plaintext (the
+//! handshake happens inside the first reads, so it counts against the head deadline
+//! like any slow head), copies file ranges like `Copy` (this kernel has no kTLS, so
+//! there is no sendfile under TLS), reports input already decrypted in its own buffer
+//! ([`Stream::buffered_input`]) so such a connection is never parked waiting on a
+//! quiet socket, holds ciphertext the socket did not take until [`Write::flush`]
+//! sends it, and sends `close_notify` in [`Stream::close`]. Plain HTTP sent to it is
+//! recognised by its first byte ([`Stream::plaintext_on_tls`]).
 
 use crate::limits::{COPY_CHUNK_BYTES, WRITE_LINGER};
 use polling::{Event, Poller};
 use rustix::net::{RecvFlags, SendFlags};
+use rustls::{ServerConfig, ServerConnection};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::cell::RefCell;
 use std::fs::File;
@@ -64,12 +69,24 @@ impl Transport {
     }
 }
 
-/// Per-connection state of the transport in use. A TLS session will be one more
-/// variant (`Tls(Box<rustls::ServerConnection>)`, over the same socket).
+/// Per-connection state of the transport in use.
 #[derive(Debug)]
 enum Layer {
     Plain,
     Copy,
+    Tls(Box<Tls>),
+}
+
+/// A TLS session over the connection's socket.
+#[derive(Debug)]
+struct Tls {
+    conn: ServerConnection,
+    /// Decrypted bytes wait in rustls (as of the last read).
+    plaintext: bool,
+    /// No byte has been read yet (the first one tells TLS from plain HTTP).
+    fresh: bool,
+    /// The client spoke plain HTTP (its first byte was a letter, not a TLS record).
+    plain_http: bool,
 }
 
 /// One client connection's socket and its transport. It owns its registration with
@@ -94,11 +111,23 @@ impl Drop for Stream {
 }
 
 impl Stream {
-    /// Wraps an accepted socket (no system call).
-    pub fn new(tcp: TcpStream, transport: Transport) -> Stream {
-        let layer = match transport {
-            Transport::Plain => Layer::Plain,
-            Transport::Copy => Layer::Copy,
+    /// Wraps an accepted socket (no system call): a TLS session when `tls` is given,
+    /// else plain TCP sent as `transport` says.
+    pub fn new(tcp: TcpStream, transport: Transport, tls: Option<&Arc<ServerConfig>>) -> Stream {
+        let layer = match (tls.map(|c| ServerConnection::new(Arc::clone(c))), transport) {
+            (Some(Ok(conn)), _) => Layer::Tls(Box::new(Tls {
+                conn,
+                plaintext: false,
+                fresh: true,
+                plain_http: false,
+            })),
+            (Some(Err(e)), _) => {
+                // Only a configuration error makes this fail; the reads will fail too.
+                log::error!("TLS session: {e}");
+                Layer::Copy
+            }
+            (None, Transport::Plain) => Layer::Plain,
+            (None, Transport::Copy) => Layer::Copy,
         };
         Stream {
             tcp,
@@ -135,24 +164,40 @@ impl Stream {
 
     /// Reads input, waiting up to the read timeout (the linger); 0 means the peer closed.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.layer {
+        match &mut self.layer {
             Layer::Plain | Layer::Copy => self.tcp.read(buf),
+            Layer::Tls(tls) => tls.read(&self.tcp, true, buf),
         }
     }
 
     /// Reads only input already received (`recv` with `MSG_DONTWAIT`), or `WouldBlock`.
     pub fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.layer {
-            Layer::Plain | Layer::Copy => Ok(rustix::net::recv(&self.tcp, buf, RecvFlags::DONTWAIT)?.0),
+        match &mut self.layer {
+            Layer::Plain | Layer::Copy => recv_now(&self.tcp, buf),
+            Layer::Tls(tls) => tls.read(&self.tcp, false, buf),
         }
     }
 
     /// Whether input is waiting in the transport's own buffer (no system call). Plain
     /// TCP has none; a TLS session may hold decrypted bytes the socket no longer shows.
     pub fn buffered_input(&self) -> bool {
-        match self.layer {
+        match &self.layer {
             Layer::Plain | Layer::Copy => false,
+            Layer::Tls(tls) => tls.plaintext,
         }
+    }
+
+    /// The client sent plain HTTP to this TLS connection (its first byte was not a
+    /// TLS record): the caller answers in plaintext ([`Stream::send_plaintext`]) and
+    /// closes.
+    pub fn plaintext_on_tls(&self) -> bool {
+        matches!(&self.layer, Layer::Tls(tls) if tls.plain_http)
+    }
+
+    /// Sends `bytes` on the socket itself, unencrypted, without waiting: only for the
+    /// answer to plain HTTP on a TLS port.
+    pub fn send_plaintext(&mut self, bytes: &[u8]) {
+        let _ = rustix::net::send(&self.tcp, bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
     }
 
     /// Whether input is waiting: in the transport's buffer, or on the socket (a
@@ -173,16 +218,23 @@ impl Stream {
     /// explicit offset leaves the handle's own position alone, so handles shared
     /// through the worker's cache need no seek.
     pub fn send_file(&mut self, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
-        match self.layer {
+        match &mut self.layer {
             Layer::Plain => sendfile(&self.tcp, file, offset, len),
             Layer::Copy => copy_file(&mut self.tcp, file, offset, len),
+            Layer::Tls(tls) => copy_file(&mut TlsWriter(tls, &self.tcp), file, offset, len),
         }
     }
 
     /// Sends `bytes` without waiting, best effort (a 408 from the idle watcher, which
     /// must never wait on a client).
     pub fn send_now(&mut self, bytes: &[u8]) {
-        let _ = rustix::net::send(&self.tcp, bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
+        match &mut self.layer {
+            Layer::Plain | Layer::Copy => self.send_plaintext(bytes),
+            Layer::Tls(tls) => {
+                let _ = tls.conn.writer().write_all(bytes);
+                let _ = tls.write_out(&mut NonBlocking(&self.tcp));
+            }
+        }
     }
 
     /// Answers a connection that will not be served (503 over the limits): drops what
@@ -197,10 +249,14 @@ impl Stream {
     /// Half-closes, then drains what the client already sent, so the kernel ends the
     /// connection with FIN rather than RST and the client reads the last response.
     pub fn close(&mut self) {
+        if let Layer::Tls(tls) = &mut self.layer {
+            tls.conn.send_close_notify();
+            let _ = tls.write_out(&mut NonBlocking(&self.tcp));
+        }
         let _ = self.tcp.shutdown(std::net::Shutdown::Write);
         let mut sink = [0u8; 4096];
         for _ in 0..16 {
-            match self.read_now(&mut sink) {
+            match recv_now(&self.tcp, &mut sink) {
                 Ok(n) if n > 0 => {}
                 _ => break,
             }
@@ -233,13 +289,159 @@ impl Stream {
 
 impl Write for Stream {
     /// Writes bytes, waiting up to [`WRITE_LINGER`] for room (none once non-blocking).
+    /// Under TLS the bytes are taken once rustls holds them encrypted; what the
+    /// socket did not take yet goes out with [`Write::flush`].
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.layer {
+        match &mut self.layer {
             Layer::Plain | Layer::Copy => self.tcp.write(buf),
+            Layer::Tls(tls) => TlsWriter(tls, &self.tcp).write(buf),
+        }
+    }
+
+    /// Sends what the transport still holds (TLS records the socket did not take);
+    /// `WouldBlock` if the socket is full.
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.layer {
+            Layer::Plain | Layer::Copy => Ok(()),
+            Layer::Tls(tls) => tls.write_out(&mut Blocking(&self.tcp)),
+        }
+    }
+}
+
+/// The socket as rustls reads and writes it: waiting up to its timeouts.
+struct Blocking<'a>(&'a TcpStream);
+
+/// The socket as rustls reads and writes it: never waiting.
+struct NonBlocking<'a>(&'a TcpStream);
+
+impl Read for Blocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&mut &*self.0).read(buf)
+    }
+}
+
+impl Write for Blocking<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&mut &*self.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for NonBlocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        recv_now(self.0, buf)
+    }
+}
+
+impl Write for NonBlocking<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(rustix::net::send(
+            self.0,
+            buf,
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        )?)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The first byte waiting on the socket, not consumed (`MSG_PEEK`); `None` at EOF.
+fn first_byte(tcp: &TcpStream, blocking: bool) -> io::Result<Option<u8>> {
+    let mut byte = [0u8; 1];
+    let flags = if blocking {
+        RecvFlags::PEEK
+    } else {
+        RecvFlags::PEEK | RecvFlags::DONTWAIT
+    };
+    let (n, _) = rustix::net::recv(tcp, &mut byte, flags)?;
+    Ok((n > 0).then_some(byte[0]))
+}
+
+fn recv_now(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(tcp, buf, RecvFlags::DONTWAIT)?.0)
+}
+
+/// Plaintext written into a TLS session, its records sent on the socket.
+struct TlsWriter<'a>(&'a mut Tls, &'a TcpStream);
+
+impl Write for TlsWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let TlsWriter(tls, tcp) = self;
+        // Records from earlier writes go first; then as much as rustls takes.
+        tls.write_out(&mut Blocking(tcp))?;
+        let n = tls.conn.writer().write(buf)?;
+        match tls.write_out(&mut Blocking(tcp)) {
+            // The bytes are taken (encrypted, held by rustls): a full socket now only
+            // means the next write or the flush waits.
+            Err(e) if n > 0 && classify(&e) == Failure::Wait => Ok(n),
+            Err(e) => Err(e),
+            Ok(()) if n == 0 && !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(()) => Ok(n),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.0.write_out(&mut Blocking(self.1))
+    }
+}
+
+impl Tls {
+    /// Reads plaintext: what rustls holds, else more records from the socket
+    /// (waiting up to its read timeout if `blocking`), driving the handshake, whose
+    /// replies are sent as they come. 0: the client closed.
+    fn read(&mut self, tcp: &TcpStream, blocking: bool, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(n) => {
+                    self.refresh();
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            self.write_out(&mut Blocking(tcp))?;
+            if self.fresh {
+                match first_byte(tcp, blocking)? {
+                    None => return Ok(0),
+                    Some(b) if b.is_ascii_alphabetic() => {
+                        self.plain_http = true;
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "plain HTTP on a TLS port"));
+                    }
+                    Some(_) => self.fresh = false,
+                }
+            }
+            let got = if blocking {
+                self.conn.read_tls(&mut Blocking(tcp))?
+            } else {
+                self.conn.read_tls(&mut NonBlocking(tcp))?
+            };
+            if got == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                // rustls queued an alert saying why; send it, then fail.
+                let _ = self.write_out(&mut NonBlocking(tcp));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+    }
+
+    /// Remembers whether decrypted bytes wait in rustls.
+    fn refresh(&mut self) {
+        self.plaintext = self
+            .conn
+            .process_new_packets()
+            .is_ok_and(|s| s.plaintext_bytes_to_read() > 0);
+    }
+
+    /// Sends the records rustls holds, until done or the socket is full.
+    fn write_out(&mut self, sock: &mut impl Write) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(sock)?;
+        }
         Ok(())
     }
 }
@@ -283,7 +485,7 @@ thread_local! {
 /// One chunk of a file range through user space: `pread` up to [`COPY_CHUNK_BYTES`],
 /// one `write`, and `*offset` advances only by what the socket took, so a partial
 /// write never loses bytes.
-fn copy_file(tcp: &mut TcpStream, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
+fn copy_file(out: &mut impl Write, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
     COPY_BUF.with_borrow_mut(|buf| {
         if buf.is_empty() {
             buf.resize(COPY_CHUNK_BYTES, 0);
@@ -293,7 +495,7 @@ fn copy_file(tcp: &mut TcpStream, file: &File, offset: &mut u64, len: u64) -> io
         if got == 0 {
             return Ok(0);
         }
-        let n = tcp.write(&buf[..got])?;
+        let n = out.write(&buf[..got])?;
         *offset += n as u64;
         Ok(n as u64)
     })
@@ -328,7 +530,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
-        (Stream::new(server, transport), client)
+        (Stream::new(server, transport, None), client)
     }
 
     fn patterned(len: usize) -> Vec<u8> {

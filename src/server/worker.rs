@@ -99,6 +99,9 @@ enum Sent {
     Failed,
 }
 
+/// The answer, in plaintext, to plain HTTP sent to the HTTPS port.
+const PLAIN_HTTP_ON_TLS: &str = "This port speaks HTTPS: use an https:// URL.";
+
 /// What an I/O error on a connection means for it (the one mapping, [`classify`]).
 fn on_error(e: &io::Error) -> Next {
     match classify(e) {
@@ -252,6 +255,11 @@ impl Worker<'_> {
                 Next::Close
             }
             Ok(_) => Next::Close,
+            Err(_) if conn.stream.plaintext_on_tls() => {
+                let page = super::error_response(Status::BadRequest, PLAIN_HTTP_ON_TLS);
+                conn.stream.send_plaintext(&page);
+                Next::Close
+            }
             Err(e) => on_error(&e),
         }
     }
@@ -313,6 +321,7 @@ impl Worker<'_> {
         let total: u64 = (self.executor.segs.iter())
             .map(|seg| match seg {
                 Segment::Bytes(b, pos) => (b.len() - pos) as u64,
+                Segment::Shared { pos, end, .. } => (end - pos) as u64,
                 Segment::File { len, .. } => *len,
             })
             .sum();
