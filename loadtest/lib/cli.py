@@ -12,11 +12,11 @@ import subprocess
 import sys
 import time
 
-from . import peers
+from . import https, peers
 from .common import (ACCEPT_ENCODING, ALL_CONNS, ALL_SERVERS, ALL_SIZES, BASE,
                      COMPRESSION_CONNS, COMPRESSION_SIZES, INSTALL_HINTS, KNOWN_SERVERS,
-                     KNOWN_SIZES, REPO, RESULTS, SERVER_ALIASES, WORK, log,
-                     tool_version, which)
+                     KNOWN_SIZES, REPO, RESULTS, SERVER_ALIASES, TLS_CONNS, TLS_SIZES,
+                     WORK, cell_mode, log, tool_version, which)
 from .matrix import run_cell
 from .profile import ProfileRun, parse_spec
 from .report import quick_verdict, summarize, write_results
@@ -41,7 +41,7 @@ def build_parser():
                "Sizes: " + ", ".join(ALL_SIZES) + " (the default), and the "
                "compression cells " + ", ".join(
                    f"{k} (Accept-Encoding: {v})" for k, v in ACCEPT_ENCODING.items())
-               + ".")
+               + ", and the HTTPS cells " + ", ".join(TLS_SIZES) + ".")
     ap.add_argument("--tool", choices=["wrk", "oha"], default="wrk",
                     help="load generator (default wrk)")
     ap.add_argument("--servers", default=",".join(ALL_SERVERS),
@@ -59,6 +59,15 @@ def build_parser():
                          "or gzip only), nginx with gzip on, static-web-server with "
                          "its compression on; alone it replaces the default sizes "
                          "and conns, with --sizes it adds to them")
+    ap.add_argument("--https", action="store_true",
+                    help="the HTTPS section: cells " + ",".join(TLS_SIZES) + " (1 KiB "
+                         "keep-alive; 1 KiB with Connection: close, a new TLS "
+                         "connection and full handshake per request; 10 MiB) on an "
+                         "ECDSA P-256 certificate generated into loadtest/work/tls/, "
+                         "against nginx with ssl and static-web-server with its TLS; "
+                         "alone it replaces the default sizes and conns ("
+                         + ",".join(map(str, TLS_CONNS)) + "), with --sizes or "
+                         "--compression it adds to them")
     ap.add_argument("--duration", type=int, default=6,
                     help="seconds per measured run (default %(default)s)")
     ap.add_argument("--warmup", type=int, default=2,
@@ -155,20 +164,26 @@ def cpu_list_count(spec):
 def matrix_from_args(args):
     """Applies --quick and checks the lists; returns (servers, sizes, conns)."""
     if args.quick:
-        if args.compression:
-            sys.exit("--quick runs the 1k cell alone; drop --compression")
+        if args.compression or args.https:
+            sys.exit("--quick runs the 1k cell alone; drop --compression and --https")
         args.servers, args.sizes, args.conns = "threadserve", "1k", "64"
         args.duration, args.reps, args.warmup = 2, 1, 1
     servers = parse_list(args.servers, KNOWN_SERVERS, "server", aliases=SERVER_ALIASES)
     servers = with_baseline(args, servers)
+    sections = args.compression or args.https
     if args.sizes is None:
-        sizes = [] if args.compression else list(ALL_SIZES)
+        sizes = [] if sections else list(ALL_SIZES)
     else:
         sizes = parse_list(args.sizes, KNOWN_SIZES, "size")
     if args.compression:
         sizes += [s for s in COMPRESSION_SIZES if s not in sizes]
+    if args.https:
+        sizes += [s for s in TLS_SIZES if s not in sizes]
     if args.conns is None:
-        conns = list(COMPRESSION_CONNS if args.compression else ALL_CONNS)
+        conns = list(ALL_CONNS)
+        if sections:
+            conns = sorted(set((COMPRESSION_CONNS if args.compression else [])
+                               + (TLS_CONNS if args.https else [])))
     else:
         conns = parse_list(args.conns, None, "connection count", conv=int)
     if not sizes or not conns:
@@ -274,12 +289,15 @@ def finish_meta(meta, t_start, interrupted):
     """What is known only after the runs: elapsed time, argv, nginx.conf."""
     meta["elapsed_s"] = round(time.time() - t_start, 1)
     meta["server_argv"] = peers.STARTED_ARGV
-    conf = peers.nginx_conf_text()
-    if conf is not None:
-        meta["nginx_conf"] = conf
-    conf = peers.nginx_conf_text(gzip=True)
-    if conf is not None:
-        meta["nginx_conf_compression"] = conf
+    for mode, key in (("plain", "nginx_conf"), ("compression", "nginx_conf_compression"),
+                      ("tls", "nginx_conf_tls")):
+        conf = peers.nginx_conf_text(mode)
+        if conf is not None:
+            meta[key] = conf
+    if "tls" in meta:
+        meta["tls"]["wrk_shim"] = https.SHIM_SO if https.shim_error() is None else None
+        if https.shim_error():
+            meta["tls"]["wrk_shim_error"] = https.shim_error()
     meta["interrupted"] = interrupted
 
 
@@ -319,6 +337,11 @@ def main():
     available = peers.find_servers(servers, args.no_build, skipped, args.baseline_bin)
     pin_self(args)   # after the builds
 
+    if any(cell_mode(s) == "tls" for s in sizes):
+        bad = https.ensure_cert()
+        if bad:
+            log(f"tls: {bad}; the HTTPS cells cannot run")
+            return 2
     paths_file = make_docroot()
     scripts = write_wrk_scripts(paths_file)
     specs = peers.build_specs(args, available)
@@ -331,6 +354,9 @@ def main():
     now = datetime.datetime.now()
     meta = base_meta(args, now, host, pinning, nofile, order, sizes, conns, available,
                      skipped)
+    if any(cell_mode(s) == "tls" for s in sizes):
+        meta["tls"] = {"certificate": https.cert_summary(), "cert_file": https.TLS_CERT,
+                       "servers": [n for n in order if specs[n].tls]}
     log_plan(args, order, sizes, conns)
     stem = os.path.join(out_dir, f"{now.strftime('%Y%m%d-%H%M%S')}-{host}")
     profile = None

@@ -26,6 +26,10 @@ SIZES = {
     "js64k-gz": ("/app64k.js", 64 * 1024),
     "html200k-br": ("/page200k.html", 200 * 1024),
     "html200k-gz": ("/page200k.html", 200 * 1024),
+    # The HTTPS cells (--https): the plain cells' files over TLS.
+    "1k-tls": ("/1k.bin", 1024),
+    "1k-tls-new": ("/1k.bin", 1024),
+    "10m-tls": ("/10m.bin", 10 * 1024 * 1024),
 }
 ALL_SIZES = ["1k", "64k", "10m", "random"]   # the default --sizes
 KNOWN_SIZES = list(SIZES)
@@ -36,13 +40,22 @@ ACCEPT_ENCODING = {"js64k-br": ACCEPT_ALL, "js64k-gz": "gzip",
                    "html200k-br": ACCEPT_ALL, "html200k-gz": "gzip"}
 COMPRESSION_SIZES = list(ACCEPT_ENCODING)
 COMPRESSION_CONNS = [64]      # --compression without --conns
+# The HTTPS cells: every request of a "-new" cell asks for `Connection: close`,
+# so each response ends its TLS connection and the client opens a new one (the
+# handshake rate); wrk's reused sessions are dropped so each is a full handshake.
+TLS_SIZES = ["1k-tls", "1k-tls-new", "10m-tls"]
+NEW_CONNECTION = {"1k-tls-new"}
+TLS_CONNS = [64]              # --https without --conns
+TLS_DIR = os.path.join(WORK, "tls")
+TLS_CERT = os.path.join(TLS_DIR, "cert.pem")   # ECDSA P-256, self-signed, 127.0.0.1
+TLS_KEY = os.path.join(TLS_DIR, "key.pem")
 # Generated text behind the compression cells: URL path -> textgen kind.
 TEXT_FILES = {"/app64k.js": "js", "/page200k.html": "html"}
 # For large files few responses complete within a run at high concurrency (1000 ×
 # 10 MiB in flight), so req/s mostly measures the run's edges. These cells are
 # compared (ratios, chart) by transfer/s, which wrk counts including partial
 # responses; the chart shows it as transfer/s ÷ file size ("responses' worth").
-BY_TRANSFER = {"10m"}
+BY_TRANSFER = {"10m", "10m-tls"}
 ALL_CONNS = [1, 64, 1000]
 ALL_SERVERS = ["threadserve", "nginx", "static-web-server", "python", "tinyhttp"]
 # A second threadserve binary (--baseline-bin), e.g. the build before a change:
@@ -63,6 +76,18 @@ INSTALL_HINTS = {
     "oha": "cargo install oha --locked",
     "static-web-server": "cargo install static-web-server --locked",
 }
+
+
+
+def cell_mode(size):
+    """How a cell's servers are started: "plain", "compression" (nginx gzip on,
+    sws compression on) or "tls" (HTTPS on the generated certificate)."""
+    if size in TLS_SIZES:
+        return "tls"
+    if size in ACCEPT_ENCODING:
+        return "compression"
+    return "plain"
+
 
 STARTUP_TIMEOUT = 20.0   # seconds for a server to answer its first request
 STOP_GRACE = 5.0         # seconds between SIGTERM and SIGKILL

@@ -6,7 +6,8 @@ import signal
 import time
 
 from . import wire
-from .common import ACCEPT_ENCODING, DOCROOT, PAUSE_BETWEEN_RUNS, SIZES, log, log_tail
+from .common import (ACCEPT_ENCODING, DOCROOT, NEW_CONNECTION, PAUSE_BETWEEN_RUNS,
+                     SIZES, cell_mode, log, log_tail)
 from .peers import RunningServer
 from .procfs import Sampler, cpu_seconds, cpu_ticks
 from .report import error_count, fmt_ms
@@ -31,7 +32,9 @@ class Cell:
         self.runs = out_runs
         self.notes = cell_notes
         self.accept = ACCEPT_ENCODING.get(size)   # None: not a compression cell
+        self.mode = cell_mode(size)
         self.wire = {}                            # server -> probe record
+        self.tls = {}                             # server -> TLS probe record
 
     def note(self, server, text):
         self.notes.append({"size": self.size, "conns": self.conns, "server": server,
@@ -55,7 +58,29 @@ class Cell:
             if self.accept and not self.probe(s):
                 s.stop()
                 continue
+            if self.mode == "tls" and not self.probe_tls(s):
+                s.stop()
+                continue
             up.append(s)
+
+    def probe_tls(self, s):
+        """HTTPS cells: the GET over TLS as wrk makes it, and whether the server
+        resumes a session (wire.tls_probe); False (and a note) if it is wrong."""
+        path = SIZES[self.size][0]
+        with open(os.path.join(DOCROOT, path.lstrip("/")), "rb") as f:
+            want = f.read()
+        w = wire.tls_probe(s.port, path, want, s.tls, self.size in NEW_CONNECTION)
+        self.tls[s.name] = w
+        if w["problem"]:
+            log(f"  {s.name}: TLS check FAILED: {w['problem']}")
+            self.note(s.name, f"TLS check failed: {w['problem']}")
+            return False
+        resumes = {True: "resumes sessions", False: "does not resume sessions",
+                   None: f"resumption check failed ({w.get('resume_error')})"}[w["resumes"]]
+        log(f"  {s.name}: {w['version']} {w['cipher']}, ALPN {w['alpn'] or 'none'}, "
+            f"{resumes}" + (", closes after Connection: close"
+                            if w["connection_close"] else ""))
+        return True
 
     def probe(self, s):
         """Compression cells: one GET with the cell's Accept-Encoding, recorded in
@@ -82,7 +107,7 @@ class Cell:
         sampler.start()
         t0, ticks0 = time.monotonic(), cpu_ticks(s.proc.pid)
         r = run_tool(self.args, s.url, self.size, self.conns, duration, self.scripts,
-                     self.paths_file)
+                     self.paths_file, tls=self.mode == "tls")
         cpu, wall = cpu_seconds(ticks0, cpu_ticks(s.proc.pid)), time.monotonic() - t0
         sampler.finish()
         # The server's CPU between two /proc readings around the load run: per
@@ -122,6 +147,18 @@ class Cell:
             flag = f"  !! errors={r['errors']} non2xx={r['non2xx']}"
         if not r["server_alive_after"]:
             flag += "  !! server died"
+        hs = r.get("handshakes")
+        if self.size in NEW_CONNECTION and self.args.tool == "wrk":
+            rec["tls"] = self.tls.get(s.name)
+            # Every response closes its connection: there must be about one
+            # full handshake per response (wrk's shim counts them).
+            if hs is None:
+                flag += "  !! handshakes not counted"
+            elif hs["resumed"] or hs["full"] < 0.95 * r["requests"]:
+                flag += f"  !! handshakes full {hs['full']} resumed {hs['resumed']}"
+                rec["handshake_mismatch"] = True
+        elif self.mode == "tls":
+            rec["tls"] = self.tls.get(s.name)
         w = self.wire.get(s.name)
         # The shortest a full response can be: the file, or in a compression cell
         # the body this server sent to the probe.
@@ -139,6 +176,8 @@ class Cell:
         cpu = ""
         if r.get("cpu_us_per_req") is not None:
             cpu = f"  cpu {r['cpu_us_per_req']:.1f}µs/req {r['cpu_pct']:.0f}%"
+        if hs is not None:
+            cpu += f"  tls {hs['full']} full/{hs['resumed']} resumed"
         log(head + f"{r['rps']:>10.0f} req/s  p50 {fmt_ms(r['p50_ms'])}  "
             f"p99 {fmt_ms(r['p99_ms'])}  rss {r['rss_peak_kb'] / 1024:.1f} MiB  "
             f"threads {r['threads_peak']}{cpu}{flag}")
@@ -155,8 +194,13 @@ class Cell:
         """Runs the cell. after_reps(cell, up), if given, is called after the
         measured repetitions while the servers still run (--profile)."""
         args = self.args
-        servers = [RunningServer(self.specs[n], args.server_prefix, bool(self.accept))
-                   for n in self.specs]
+        specs = list(self.specs.values())
+        if self.mode == "tls":
+            for spec in [sp for sp in specs if not sp.tls]:
+                log(f"  {spec.name}: no HTTPS here, not run in this cell")
+                self.note(spec.name, "not run: no HTTPS support")
+            specs = [sp for sp in specs if sp.tls]
+        servers = [RunningServer(spec, args.server_prefix, self.mode) for spec in specs]
         up = []
         try:
             self.start_servers(servers, up)

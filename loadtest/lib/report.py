@@ -6,7 +6,7 @@ import os
 import statistics
 
 from .common import (ACCEPT_ENCODING, BASE, BY_TRANSFER, MANY_COUNT, MANY_SIZE,
-                     SAMPLE_INTERVAL, SIZES, log)
+                     NEW_CONNECTION, SAMPLE_INTERVAL, SIZES, TLS_SIZES, cell_mode, log)
 from .chart import svg_chart
 
 
@@ -73,6 +73,14 @@ def summarize_cell(rs):
             "rps_all": [round(r["rps"], 1) for r in good],
             "cpu_us_per_req": med("cpu_us_per_req"), "cpu_pct": med("cpu_pct"),
         })
+        if any("tls" in r for r in good):
+            summ["tls"] = next(r["tls"] for r in good if "tls" in r)
+        counted = [r["handshakes"] for r in good if r.get("handshakes")]
+        if counted:
+            summ["handshakes"] = {k: sum(h[k] for h in counted)
+                                  for k in ("full", "resumed")}
+            summ["handshakes_per_s"] = med("handshakes_per_s")
+        summ["handshake_mismatch"] = any(r.get("handshake_mismatch") for r in good)
         if any("wire" in r for r in good):
             summ.update({
                 "wire": next(r["wire"] for r in good if "wire" in r),
@@ -317,6 +325,160 @@ def markdown_compression_notes(rows):
     return L
 
 
+# ---------------------------------------------------------------- HTTPS
+
+# Issue 12's targets: cell -> (compared by, threadserve ÷ nginx at least), at
+# TLS_TARGET_CONNS connections.
+TLS_TARGETS = {"1k-tls": ("rps", 0.9), "1k-tls-new": ("rps", 0.8),
+               "10m-tls": ("bytes_per_s", 0.9)}
+TLS_TARGET_CONNS = 64
+TLS_LABELS = {
+    "1k-tls": "1 KiB (`/1k.bin`) over HTTPS, keep-alive",
+    "1k-tls-new": "1 KiB (`/1k.bin`) over HTTPS with `Connection: close`: a new TLS "
+                  "connection, and a full handshake, per request",
+    "10m-tls": "10 MiB (`/10m.bin`) over HTTPS, keep-alive",
+}
+
+
+def tls_label(size):
+    return f"{size}: {TLS_LABELS.get(size, size)}"
+
+
+def tls_row(c, n, s, key, refs):
+    if s.get("rps") is None:
+        why = "; ".join(sorted(set(s["failures"]))) or "no result"
+        return f"| {c} | {n} | ⚠ {why} |" + " |" * (12 + len(refs))
+    name = n
+    if s["server_died"]:
+        name += " ⚠ died"
+    if s["short_responses"]:
+        name += " ⚠ short"
+    if s.get("handshake_mismatch"):
+        name += " ⚠ not one full handshake per response"
+    if s["ok_reps"] < s["reps"]:
+        name += f" ⚠ {s['ok_reps']}/{s['reps']} reps"
+    t = s.get("tls") or {}
+    proto = f"{t.get('version', '-')} {t.get('cipher', '')}".strip()
+    if t.get("resumes") is not None:
+        proto += ", resumes" if t["resumes"] else ", no resumption"
+    hs = s.get("handshakes")
+    hs = f"{hs['full']} / {hs['resumed']}" if hs else "-"
+    err = f"⚠ {s['errors']}" if s["errors"] else "0"
+    if s["errors"]:
+        err += " (" + ", ".join(f"{k} {v}" for k, v in s["error_kinds"].items()) + ")"
+    non2xx = f"⚠ {s['non2xx']}" if s["non2xx"] else "0"
+    cpu, pct = s.get("cpu_us_per_req"), s.get("cpu_pct")
+    return (f"| {c} | {name} | {fmt_rate(s['rps'])} | "
+            f"{fmt_bytes_rate(s['bytes_per_s'])} | {fmt_ms(s['p50_ms'])} | "
+            f"{fmt_ms(s['p99_ms'])} | {f'{cpu:.1f}' if cpu is not None else '-'} | "
+            f"{f'{pct:.0f}%' if pct is not None else '-'} | {hs} | {proto} | "
+            f"{err} | {non2xx} | {s['rss_peak_kb'] / 1024:.1f} MiB | "
+            f"{s['threads_peak']} | {ratio_cells(s, key, refs)} |")
+
+
+def tls_section(summary, size, conns, servers):
+    L = [f"## {tls_label(size)}", ""]
+    key = "bytes_per_s" if size in BY_TRANSFER else "rps"
+    if size in BY_TRANSFER:
+        L += ["Ratios in this section compare **transfer/s**.", ""]
+    names = ref_names(servers)
+    L.append("| conns | server | req/s | transfer/s | p50 | p99 | CPU µs/req | CPU | "
+             "handshakes full / resumed | TLS | errors | non-2xx | peak RSS | threads | "
+             + " | ".join(t for _, t in names) + " |")
+    L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+             + "---:|" * len(names))
+    for c in conns:
+        refs = [summary.get((size, c, r), {}).get(key) for r, _ in names]
+        for n in servers:
+            s = summary.get((size, c, n))
+            if s is not None:
+                L.append(tls_row(c, n, s, key, refs))
+    L.append("")
+    return L
+
+
+def tls_targets(summary, sizes, conns):
+    """Issue 12's targets per HTTPS cell at 64 connections: threadserve ÷ nginx
+    (req/s, transfer/s for 10 MiB). In the new-connection cell a result counts
+    only if both did one full handshake per response."""
+    rows = []
+    if TLS_TARGET_CONNS not in conns:
+        return rows
+    c = TLS_TARGET_CONNS
+    for size in sizes:
+        if size not in TLS_TARGETS:
+            continue
+        key, want = TLS_TARGETS[size]
+        ts = summary.get((size, c, "threadserve"), {})
+        ng = summary.get((size, c, "nginx"), {})
+        a, b = ts.get(key), ng.get(key)
+        x = a / b if a and b else None
+        row = {"size": size, "conns": c, "by": key, "threadserve": a, "nginx": b,
+               "x_nginx": x, "target": want, "met": None if x is None else x >= want,
+               "problems": []}
+        for n, s in (("threadserve", ts), ("nginx", ng)):
+            if s.get("errors") or s.get("non2xx") or s.get("server_died"):
+                row["problems"].append(f"{n} had errors")
+            if size in NEW_CONNECTION and (s.get("handshake_mismatch")
+                                           or not s.get("handshakes")):
+                row["problems"].append(f"{n}: not one full handshake per response")
+        if row["problems"]:
+            row["met"] = None
+        rows.append(row)
+    return rows
+
+
+def markdown_tls_notes(meta, rows):
+    tls = meta.get("tls") or {}
+    L = ["## HTTPS: reading the tables", "",
+         f"- certificate: {tls.get('certificate') or '-'} "
+         "(`loadtest/work/tls/cert.pem`, generated by `openssl req -x509 -newkey ec "
+         "-pkeyopt ec_paramgen_curve:prime256v1`), the same file for every server.",
+         "- threadserve: `--tls-cert cert.pem --tls-key key.pem` (rustls, ring; its "
+         "session resumption on). nginx: `listen ... ssl`, `ssl_protocols TLSv1.2 "
+         "TLSv1.3`, `ssl_session_cache shared:SSL:10m`, `ssl_session_timeout 10m`, "
+         "session tickets and ciphers at nginx's defaults (`meta.nginx_conf_tls` in "
+         "the JSON). static-web-server: `--http2 true --http2-tls-cert cert.pem "
+         "--http2-tls-key key.pem` (its only TLS mode; it answers HTTP/1.1 to a "
+         "client that offers no ALPN). python and tinyhttp have no HTTPS and do not run.",
+         "- the client is wrk over OpenSSL, no ALPN, HTTP/1.1. **TLS**: the protocol and "
+         "cipher of a GET made like wrk's before the warm-up (body compared with the "
+         "file, certificate verified against cert.pem), and whether a second connection "
+         "offering that session was resumed.",
+         "- **handshakes full / resumed**: counted inside wrk (an LD_PRELOAD shim "
+         "around `SSL_connect`, `lib/https.py`), summed over the measured runs. wrk "
+         "keeps the session of a closed connection and offers it on the next one, so "
+         "in the `Connection: close` cell the shim drops it: every request is a new "
+         "TCP connection and a full handshake (key exchange plus the server's ECDSA "
+         "P-256 signature), the cost the target is about; ⚠ if the full handshakes "
+         "are fewer than 95% of the responses, or any was resumed.",
+         "- **CPU µs/req**, **CPU**: the server's CPU time per response and as a share "
+         "of one core, as in the compression section. Below ~95% the server was not "
+         "the limit (the client core was, or the wait for it): a ratio near 1 then "
+         "says little. In the new-connection cell the client does as much crypto per "
+         "handshake as the server (more: it verifies the signature).",
+         ""]
+    if shim := tls.get("wrk_shim_error"):
+        L += [f"- ⚠ wrk's handshake shim is missing ({shim}): handshakes are not "
+              "counted and may be resumed in the new-connection cell.", ""]
+    if rows:
+        L += ["Targets (issue 12), at 64 connections, threadserve ÷ nginx in this run:", "",
+              "| cell | compared by | threadserve | nginx | ×nginx | target | |",
+              "|---|---|---:|---:|---:|---:|---|"]
+        for r in rows:
+            fmt = fmt_bytes_rate if r["by"] == "bytes_per_s" else fmt_rate
+            a = fmt(r["threadserve"]) if r["threadserve"] else "-"
+            b = fmt(r["nginx"]) if r["nginx"] else "-"
+            x = f"{r['x_nginx']:.2f}" if r["x_nginx"] is not None else "-"
+            met = {True: "met", False: "**missed**", None: "⚠ no result"}[r["met"]]
+            if r["problems"]:
+                met = "⚠ " + "; ".join(r["problems"])
+            by = "transfer/s" if r["by"] == "bytes_per_s" else "req/s"
+            L.append(f"| {r['size']} | {by} | {a} | {b} | {x} | ≥ {r['target']:g} | {met} |")
+        L.append("")
+    return L
+
+
 BASE_TOLERANCE = 0.03   # issue 11: every cell within 3% of the pre-change build
 
 
@@ -367,14 +529,19 @@ def markdown_base(rows):
 def markdown(meta, summary, sizes, conns, servers, notes):
     L = markdown_header(meta, servers)
     for size in sizes:
-        if size in ACCEPT_ENCODING:
+        if cell_mode(size) == "compression":
             L += compression_section(summary, size, conns, servers)
+        elif cell_mode(size) == "tls":
+            L += tls_section(summary, size, conns, servers)
         else:
             L += markdown_section(summary, size, conns, servers)
     if any(size in ACCEPT_ENCODING for size in sizes):
         both = {"threadserve", "nginx"} <= set(servers)
         L += markdown_compression_notes(
             compression_targets(summary, sizes, conns) if both else [])
+    if any(size in TLS_SIZES for size in sizes):
+        both = {"threadserve", "nginx"} <= set(servers)
+        L += markdown_tls_notes(meta, tls_targets(summary, sizes, conns) if both else [])
     if BASE in servers and "threadserve" in servers:
         L += markdown_base(base_comparison(summary, sizes, conns))
     if notes:
@@ -401,6 +568,8 @@ def write_results(stem, meta, runs, notes, summary, sizes, conns, servers):
         doc["vs_base"] = base_comparison(summary, sizes, conns)
     if any(size in ACCEPT_ENCODING for size in sizes):
         doc["compression_targets"] = compression_targets(summary, sizes, conns)
+    if any(size in TLS_SIZES for size in sizes):
+        doc["tls_targets"] = tls_targets(summary, sizes, conns)
     with open(stem + ".json", "w") as f:
         json.dump(doc, f, indent=1, default=str)
     md = markdown(meta, summary, sizes, conns, servers, notes)

@@ -6,14 +6,33 @@ import os
 import re
 import subprocess
 
-from .common import ACCEPT_ENCODING, HERE, SIZES, WORK, one_line
+from . import https
+from .common import ACCEPT_ENCODING, HERE, NEW_CONNECTION, SIZES, WORK, one_line
 
 
 def header_args(size):
     """-H for the compression cells' Accept-Encoding (both tools spell it so; in
-    oha it replaces the Accept-Encoding it sends by default)."""
+    oha it replaces the Accept-Encoding it sends by default), and for the
+    new-connection cells' `Connection: close`."""
     ae = ACCEPT_ENCODING.get(size)
-    return ["-H", f"Accept-Encoding: {ae}"] if ae else []
+    h = ["-H", f"Accept-Encoding: {ae}"] if ae else []
+    if size in NEW_CONNECTION:
+        h += ["-H", "Connection: close"]
+    return h
+
+
+def wrk_env(size, tls):
+    """wrk's environment in the HTTPS cells: the handshake shim preloaded
+    (lib/https.py), dropping sessions in the new-connection cells. None: as is."""
+    if not tls:
+        return None
+    so = https.wrk_shim()
+    if so is None:
+        return None
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = so + (" " + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
+    env["WRK_TLS_FRESH"] = "1" if size in NEW_CONNECTION else "0"
+    return env
 
 
 def write_wrk_scripts(paths_file):
@@ -34,7 +53,7 @@ def write_wrk_scripts(paths_file):
 
 # ---------------------------------------------------------------- wrk
 
-def run_wrk(args, wrk, url, size, conns, duration, scripts):
+def run_wrk(args, wrk, url, size, conns, duration, scripts, tls=False):
     fixed, randomp = scripts
     path, _ = SIZES[size]
     script = randomp if path is None else fixed
@@ -45,14 +64,20 @@ def run_wrk(args, wrk, url, size, conns, duration, scripts):
                                 "-s", script, target]
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, timeout=duration + args.timeout + 30)
+                           text=True, timeout=duration + args.timeout + 30,
+                           env=wrk_env(size, tls))
     except subprocess.TimeoutExpired:
         return {"tool_error": "wrk did not finish in time", "cmd": cmd}
     m = re.search(r"^WRKJSON (\{.*\})\s*$", p.stdout, re.M)
     if not m:
         return {"tool_error": f"wrk exit {p.returncode}: {one_line(p.stdout)}",
                 "cmd": cmd}
-    return parse_wrk(json.loads(m.group(1)), duration, cmd)
+    r = parse_wrk(json.loads(m.group(1)), duration, cmd)
+    if tls:
+        hs = r["handshakes"] = https.parse_handshakes(p.stdout)
+        if hs and r["seconds"]:
+            r["handshakes_per_s"] = (hs["full"] + hs["resumed"]) / r["seconds"]
+    return r
 
 
 def parse_wrk(w, duration, cmd):
@@ -116,7 +141,7 @@ def oha_supports_random(oha):
     return "--urls-from-file" in h or "--rand-regex-url" in h
 
 
-def run_oha(args, oha, url, size, conns, duration, paths_file):
+def run_oha(args, oha, url, size, conns, duration, paths_file, tls=False):
     path, _ = SIZES[size]
     h = oha_help(oha)
     if path is None:
@@ -130,6 +155,10 @@ def run_oha(args, oha, url, size, conns, duration, paths_file):
                                 "--no-tui", "-t", f"{args.timeout}s"] + fmt
     if "--worker-threads" in h:
         cmd += ["--worker-threads", str(args.client_threads)]
+    if tls and "--insecure" in h:
+        cmd.append("--insecure")    # the self-signed certificate
+    if size in NEW_CONNECTION and "--disable-keepalive" in h:
+        cmd.append("--disable-keepalive")
     cmd += header_args(size) + target
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -184,8 +213,9 @@ def parse_oha(o, duration, cmd):
     }
 
 
-def run_tool(args, url, size, conns, duration, scripts, paths_file):
-    """One run of the selected load tool (args.tool at args.tool_path)."""
+def run_tool(args, url, size, conns, duration, scripts, paths_file, tls=False):
+    """One run of the selected load tool (args.tool at args.tool_path); tls: an
+    HTTPS cell (url is https://)."""
     if args.tool == "wrk":
-        return run_wrk(args, args.tool_path, url, size, conns, duration, scripts)
-    return run_oha(args, args.tool_path, url, size, conns, duration, paths_file)
+        return run_wrk(args, args.tool_path, url, size, conns, duration, scripts, tls)
+    return run_oha(args, args.tool_path, url, size, conns, duration, paths_file, tls)

@@ -2,7 +2,9 @@
 byte for byte (head, then the body as framed: Content-Length or chunked), so the
 sizes are those a client receives, not what urllib hands back after decoding.
 The compression cells record it per server and check that the body decodes to
-the file.
+the file; the HTTPS cells make the same GET over TLS (tls_probe) and record the
+protocol, the cipher, whether the server resumes a session, and, in the
+new-connection cell, whether it closes the connection after the response.
 
 Decoding uses the standard library for gzip and deflate (zlib); zstd and br use
 the `zstd` / `brotli` command-line tools (or the `brotli` Python module) when
@@ -11,6 +13,7 @@ installed, and are otherwise recorded as not verified.
 
 import shutil
 import socket
+import ssl
 import subprocess
 import zlib
 
@@ -69,13 +72,23 @@ def read_chunked(r):
         payload.append(data[:n])
 
 
-def get(port, path, accept_encoding, timeout=READ_TIMEOUT):
-    """One keep-alive GET as wrk sends it (Host, the header; no Connection:
-    close, which would add a header to the response). Returns a dict: status,
-    headers (lower-case names), head_bytes, body_wire_bytes, payload."""
-    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-           f"Accept-Encoding: {accept_encoding}\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def get(port, path, accept_encoding=None, timeout=READ_TIMEOUT, tls=None,
+        connection_close=False, session=None):
+    """One GET as wrk sends it (Host, the header; keep-alive unless
+    connection_close, since `Connection: close` adds a header to the response).
+    tls: an ssl.SSLContext to speak HTTPS with (session: one to resume). Returns
+    a dict: status, headers (lower-case names), head_bytes, body_wire_bytes,
+    payload; over TLS also version, cipher, session_reused, the session, and
+    closed_after (the server closed the connection after the response)."""
+    req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    if accept_encoding:
+        req += f"Accept-Encoding: {accept_encoding}\r\n"
+    if connection_close:
+        req += "Connection: close\r\n"
+    req = (req + "\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        sock = raw if tls is None else tls.wrap_socket(
+            raw, server_hostname="127.0.0.1", session=session)
         sock.sendall(req)
         r = Reader(sock)
         head = r.until(b"\r\n\r\n", MAX_HEAD)
@@ -97,8 +110,40 @@ def get(port, path, accept_encoding, timeout=READ_TIMEOUT):
             body_wire = len(payload)
         else:
             raise WireError("neither Content-Length nor chunked: cannot tell the end")
-    return {"status": status, "headers": headers, "head_bytes": len(head),
-            "body_wire_bytes": body_wire, "payload": payload}
+        out = {"status": status, "headers": headers, "head_bytes": len(head),
+               "body_wire_bytes": body_wire, "payload": payload}
+        if tls is not None:
+            out.update({"version": sock.version(), "cipher": sock.cipher()[0],
+                        "alpn": sock.selected_alpn_protocol(),
+                        "session_reused": sock.session_reused})
+            if connection_close:
+                out["closed_after"] = closed_after(sock, r)
+            # A TLS 1.3 session ticket arrives after the handshake: read what is
+            # there (without waiting long) so the session can be resumed.
+            if not connection_close:
+                sock.settimeout(0.2)
+                try:
+                    sock.recv(1)
+                except (OSError, ssl.SSLError):
+                    pass
+            out["session"] = sock.session
+    return out
+
+
+def closed_after(sock, r):
+    """True if the server ends the connection (EOF or close_notify) within a
+    second after the response, as a `Connection: close` asks."""
+    if r.buf:
+        return False
+    sock.settimeout(1.0)
+    try:
+        return sock.recv(1) == b""
+    except ssl.SSLZeroReturnError:
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except OSError:
+        return True     # reset: closed, if not gracefully
 
 
 def run_decoder(cmd, data):
@@ -174,4 +219,41 @@ def probe(port, path, accept_encoding, want):
                               f"that differ from the file ({len(want)} bytes)")
         else:
             rec["verified"] = "decodes to the file"
+    return rec
+
+
+def tls_probe(port, path, want, ctx, new_connection):
+    """The HTTPS cells' check: a GET over TLS as wrk makes it (no ALPN; with
+    `Connection: close` in a new-connection cell), the body compared with the
+    file, then a second connection offering the first one's session. Returns
+    the record kept in the results; "problem" is a text when the response is
+    wrong (a server that does not close after `Connection: close` would let wrk
+    keep the connection, so the cell would not measure handshakes)."""
+    rec = {"problem": None, "connection_close": new_connection}
+    try:
+        g = get(port, path, tls=ctx, connection_close=new_connection)
+    except (OSError, WireError, ValueError) as e:
+        rec["problem"] = f"GET {path} over TLS: {e}"
+        return rec
+    rec.update({"status": g["status"], "version": g["version"], "cipher": g["cipher"],
+                "alpn": g["alpn"], "head_bytes": g["head_bytes"],
+                "body_wire_bytes": g["body_wire_bytes"],
+                "wire_bytes": g["head_bytes"] + g["body_wire_bytes"],
+                "connection": g["headers"].get("connection")})
+    if g["status"] != 200:
+        rec["problem"] = f"GET {path} over TLS: status {g['status']}"
+    elif g["payload"] != want:
+        rec["problem"] = (f"GET {path} over TLS: {len(g['payload'])} bytes that differ "
+                          f"from the file ({len(want)} bytes)")
+    elif new_connection and not g.get("closed_after"):
+        rec["problem"] = (f"GET {path} with Connection: close: the server kept the "
+                          "connection open (wrk would not reconnect)")
+    if rec["problem"]:
+        return rec
+    try:
+        again = get(port, path, tls=ctx, session=g["session"])
+        rec["resumes"] = bool(again["session_reused"])
+    except (OSError, WireError, ValueError) as e:
+        rec["resumes"] = None
+        rec["resume_error"] = str(e)
     return rec
