@@ -13,8 +13,16 @@ WORKDIR /build
 # to keep the image small. Binding numeric addresses never calls getaddrinfo, so the
 # usual "getaddrinfo in statically linked applications" link warning does not matter
 # for --bind IP:PORT (host names would need NSS libraries the image does not have).
-ENV RUSTFLAGS="-C target-feature=+crt-static" \
+#
+# The image must stay under 5 MB: the compressors (brotli's encoder alone is about
+# 1 MB of tables and code), rustls and ring make the binary too large at opt-level 3,
+# so the image's build is optimised for size (opt-level "s", fat LTO) and linked
+# without position independence (no relocation table). `cargo build --release`
+# outside the image keeps opt-level 3, and the load-test figures are for that build.
+ENV RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
     CARGO_PROFILE_RELEASE_STRIP=symbols \
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=s \
+    CARGO_PROFILE_RELEASE_LTO=fat \
     CARGO_TERM_COLOR=never
 
 # 1) Dependencies, cached until Cargo.toml or Cargo.lock change: build them against

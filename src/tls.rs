@@ -175,20 +175,105 @@ fn is_encrypted(pem: &[u8]) -> bool {
 
 /// "subject CN=example.com, expires 2027-03-01 12:00:00 UTC (cert.pem)".
 fn describe(key: &CertifiedKey, path: &Path) -> String {
-    let parsed = key
-        .cert
-        .first()
-        .and_then(|der| x509_parser::parse_x509_certificate(der).ok());
-    match parsed {
-        Some((_, cert)) => format!(
-            "subject {}, expires {} ({})",
-            cert.subject(),
-            cert.validity().not_after,
-            path.display()
-        ),
-        None => format!(
-            "a certificate that could not be parsed for display ({})",
-            path.display()
-        ),
+    match key.cert.first().and_then(|der| der::subject_and_expiry(der)) {
+        Some((subject, expiry)) => format!("subject {subject}, expires {expiry} ({})", path.display()),
+        None => format!("a certificate that could not be read for display ({})", path.display()),
+    }
+}
+
+/// Just enough DER (X.690) to show a certificate's subject common name and its
+/// expiry in log lines. rustls has already parsed and checked the certificate; this
+/// only reads it for display (a crate for full X.509 parsing would add a quarter of
+/// the image's size for two log fields).
+mod der {
+    /// One TLV at the start of `input`: (tag, contents, rest).
+    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    /// (subject, "YYYY-MM-DD HH:MM:SS UTC") of a DER certificate.
+    pub fn subject_and_expiry(cert: &[u8]) -> Option<(String, String)> {
+        let (_, certificate, _) = tlv(cert)?;
+        let (_, tbs, _) = tlv(certificate)?;
+        let mut rest = tbs;
+        let (tag, _, after) = tlv(rest)?;
+        if tag == 0xa0 {
+            rest = after; // explicit version
+        }
+        let (_, _, rest) = tlv(rest)?; // serial number
+        let (_, _, rest) = tlv(rest)?; // signature algorithm
+        let (_, _, rest) = tlv(rest)?; // issuer
+        let (_, validity, rest) = tlv(rest)?;
+        let (_, subject, _) = tlv(rest)?;
+        let (_, _, validity_rest) = tlv(validity)?; // notBefore
+        let (tag, not_after, _) = tlv(validity_rest)?;
+        Some((common_name(subject), time(tag, not_after)?))
+    }
+
+    /// `CN=...` of a Name, or "(no common name)".
+    fn common_name(mut name: &[u8]) -> String {
+        const CN: &[u8] = &[0x55, 0x04, 0x03];
+        while let Some((_, set, rest)) = tlv(name) {
+            name = rest;
+            let Some((_, attr, _)) = tlv(set) else { continue };
+            let Some((_, oid, value)) = tlv(attr) else { continue };
+            if oid == CN {
+                if let Some((_, text, _)) = tlv(value) {
+                    return format!("CN={}", String::from_utf8_lossy(text));
+                }
+            }
+        }
+        "(no common name)".to_string()
+    }
+
+    /// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as text.
+    fn time(tag: u8, t: &[u8]) -> Option<String> {
+        let t = std::str::from_utf8(t).ok()?;
+        let full = match tag {
+            0x17 if t.len() >= 12 => format!("{}{t}", if &t[..2] < "50" { "20" } else { "19" }),
+            0x18 if t.len() >= 14 => t.to_string(),
+            _ => return None,
+        };
+        let d = |a: usize, b: usize| full.get(a..b);
+        Some(format!(
+            "{}-{}-{} {}:{}:{} UTC",
+            d(0, 4)?,
+            d(4, 6)?,
+            d(6, 8)?,
+            d(8, 10)?,
+            d(10, 12)?,
+            d(12, 14)?
+        ))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn reads_subject_and_expiry_of_a_generated_certificate() {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["example.test".to_string()]).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "example.test");
+            params.not_after = rcgen::date_time_ymd(2031, 7, 9);
+            let cert = params.self_signed(&key).unwrap();
+            let (subject, expiry) = super::subject_and_expiry(cert.der()).unwrap();
+            assert_eq!(subject, "CN=example.test");
+            assert_eq!(expiry, "2031-07-09 00:00:00 UTC");
+            assert_eq!(super::subject_and_expiry(&cert.der()[..40]), None, "truncated");
+            assert_eq!(super::subject_and_expiry(b""), None);
+        }
     }
 }

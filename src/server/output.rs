@@ -63,67 +63,66 @@ pub fn flush<F: AsRef<File>>(
     sent: &mut u64,
 ) -> io::Result<Flush> {
     while let Some(seg) = segs.front_mut() {
-        match seg {
-            Segment::Bytes(buf, pos) => {
-                while *pos < buf.len() {
-                    match stream.write(&buf[*pos..]) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => {
-                            *pos += n;
-                            *sent += n as u64;
-                        }
-                        Err(e) => match classify(&e) {
-                            Failure::Wait => return Ok(Flush::Blocked),
-                            Failure::Retry => {}
-                            Failure::Fatal => return Err(e),
-                        },
-                    }
-                }
-            }
-            Segment::Shared { blob, pos, end } => {
-                while *pos < *end {
-                    match stream.write(&blob[*pos..*end]) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => {
-                            *pos += n;
-                            *sent += n as u64;
-                        }
-                        Err(e) => match classify(&e) {
-                            Failure::Wait => return Ok(Flush::Blocked),
-                            Failure::Retry => {}
-                            Failure::Fatal => return Err(e),
-                        },
-                    }
-                }
-            }
-            Segment::File { file, offset, len } => {
-                while *len > 0 {
-                    match stream.send_file(file.as_ref(), offset, *len) {
-                        Ok(0) => return Ok(Flush::Short),
-                        Ok(n) => {
-                            *len -= n;
-                            *sent += n;
-                        }
-                        Err(e) => match classify(&e) {
-                            Failure::Wait => return Ok(Flush::Blocked),
-                            Failure::Retry => {}
-                            Failure::Fatal => return Err(e),
-                        },
-                    }
-                }
-            }
-        }
-        segs.pop_front();
+        let step = match seg {
+            Segment::Bytes(buf, pos) => send_bytes(stream, buf, pos, sent),
+            Segment::Shared { blob, pos, end } => send_bytes(stream, &blob[..*end], pos, sent),
+            Segment::File { file, offset, len } => send_range(stream, file.as_ref(), offset, len, sent),
+        };
+        match step? {
+            Flush::Done => segs.pop_front(),
+            other => return Ok(other),
+        };
     }
     // What the transport still holds (TLS records the socket did not take yet).
-    match stream.flush() {
-        Ok(()) => Ok(Flush::Done),
-        Err(e) => match classify(&e) {
-            Failure::Wait => Ok(Flush::Blocked),
-            Failure::Retry => flush(stream, segs, sent),
-            Failure::Fatal => Err(e),
-        },
+    loop {
+        match stream.flush() {
+            Ok(()) => return Ok(Flush::Done),
+            Err(e) => match classify(&e) {
+                Failure::Wait => return Ok(Flush::Blocked),
+                Failure::Retry => {}
+                Failure::Fatal => return Err(e),
+            },
+        }
     }
+}
+
+/// Writes `bytes[*pos..]`, advancing `pos` and `sent`: `Done`, or `Blocked`.
+fn send_bytes(stream: &mut Stream, bytes: &[u8], pos: &mut usize, sent: &mut u64) -> io::Result<Flush> {
+    while *pos < bytes.len() {
+        match stream.write(&bytes[*pos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                *pos += n;
+                *sent += n as u64;
+            }
+            Err(e) => match classify(&e) {
+                Failure::Wait => return Ok(Flush::Blocked),
+                Failure::Retry => {}
+                Failure::Fatal => return Err(e),
+            },
+        }
+    }
+    Ok(Flush::Done)
+}
+
+/// Sends `*len` bytes of `file` from `*offset` through the transport: `Done`,
+/// `Blocked`, or `Short` if the file ended first.
+fn send_range(stream: &mut Stream, file: &File, offset: &mut u64, len: &mut u64, sent: &mut u64) -> io::Result<Flush> {
+    while *len > 0 {
+        match stream.send_file(file, offset, *len) {
+            Ok(0) => return Ok(Flush::Short),
+            Ok(n) => {
+                *len -= n;
+                *sent += n;
+            }
+            Err(e) => match classify(&e) {
+                Failure::Wait => return Ok(Flush::Blocked),
+                Failure::Retry => {}
+                Failure::Fatal => return Err(e),
+            },
+        }
+    }
+    Ok(Flush::Done)
 }
 
 /// Turns what is left into owned segments, duplicating each shared file handle once
