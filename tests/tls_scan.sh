@@ -24,6 +24,9 @@ echo "scanning $addr with $("$TESTSSL" --version 2>/dev/null | grep -o 'testssl.
 python3 - "$work/scan.json" <<'PY'
 import json, sys
 findings = {f["id"]: f["finding"] for f in json.load(open(sys.argv[1]))}
+# Obsoleted CBC ciphers are "cipherlist_AVERAGE" in testssl.sh 3.0, "..._OBSOLETED" later.
+if "cipherlist_OBSOLETED" not in findings and "cipherlist_AVERAGE" in findings:
+    findings["cipherlist_OBSOLETED"] = findings["cipherlist_AVERAGE"]
 must_not = ["SSLv2", "SSLv3", "TLS1", "TLS1_1", "cipherlist_NULL", "cipherlist_aNULL",
             "cipherlist_EXPORT", "cipherlist_LOW", "cipherlist_3DES_IDEA", "cipherlist_OBSOLETED"]
 must = ["TLS1_2", "TLS1_3"]
