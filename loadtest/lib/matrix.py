@@ -80,6 +80,12 @@ class Cell:
         log(f"  {s.name}: {w['version']} {w['cipher']}, ALPN {w['alpn'] or 'none'}, "
             f"{resumes}" + (", closes after Connection: close"
                             if w["connection_close"] else ""))
+        if w.get("close_without_header"):
+            log(f"  {s.name}: closes without a `Connection: close` header: wrk counts "
+                "a read error per request")
+            self.note(s.name, "closes the connection without a `Connection: close` "
+                      "header, so wrk counts one read error per request (the requests "
+                      "still count, each on a new connection)")
         return True
 
     def probe(self, s):

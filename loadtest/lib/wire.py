@@ -86,9 +86,14 @@ def get(port, path, accept_encoding=None, timeout=READ_TIMEOUT, tls=None,
     if connection_close:
         req += "Connection: close\r\n"
     req = (req + "\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
         sock = raw if tls is None else tls.wrap_socket(
             raw, server_hostname="127.0.0.1", session=session)
+    except BaseException:
+        raw.close()
+        raise
+    with sock:
         sock.sendall(req)
         r = Reader(sock)
         head = r.until(b"\r\n\r\n", MAX_HEAD)
@@ -250,6 +255,10 @@ def tls_probe(port, path, want, ctx, new_connection):
                           "connection open (wrk would not reconnect)")
     if rec["problem"]:
         return rec
+    # Closing without saying `Connection: close`: wrk, which reconnects only when
+    # the response says so, then reads the close as a read error, once per request.
+    rec["close_without_header"] = bool(
+        new_connection and "close" not in (rec["connection"] or "").lower())
     try:
         again = get(port, path, tls=ctx, session=g["session"])
         rec["resumes"] = bool(again["session_reused"])
