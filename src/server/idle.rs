@@ -83,8 +83,11 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
 }
 
 /// During shutdown: closes every parked connection that is not in the middle of a
-/// response, and says whether the watcher may stop — no response left to finish here,
-/// on its way here, queued for a worker or in a worker's hands.
+/// response, and says whether the watcher may stop — no connection open anywhere
+/// (here, on its way here, queued for a worker or in a worker's hands). The count of
+/// open connections is what decides: a connection moving between a worker and the
+/// watcher is always counted, where the queues and the busy count can each miss it
+/// for a moment (and a response parked after the watcher stopped would be cut).
 fn drained(shared: &Shared, parked: &mut Parked, parked_rx: &Receiver<Conn>, jobs: &Sender<Conn>) -> bool {
     let idle: Vec<usize> = parked
         .conns
@@ -99,6 +102,7 @@ fn drained(shared: &Shared, parked: &mut Parked, parked_rx: &Receiver<Conn>, job
         && parked_rx.is_empty()
         && jobs.is_empty()
         && shared.gauges.busy.load(std::sync::atomic::Ordering::SeqCst) == 0
+        && shared.gauges.open.load(std::sync::atomic::Ordering::SeqCst) == 0
 }
 
 /// Most idle keep-alive connections held for a connection limit of `max_connections`.

@@ -35,10 +35,12 @@ pub fn run(shared: &Shared, jobs: &Receiver<Conn>) {
         shared.gauges.busy.fetch_add(1, Ordering::Relaxed);
         // A panic outside a request (there should be none) drops this connection only.
         let parked = catch_unwind(AssertUnwindSafe(|| w.drive(conn))).unwrap_or(None);
-        shared.gauges.busy.fetch_sub(1, Ordering::Relaxed);
+        // Handed to the idle watcher before this worker counts as free, so a watcher
+        // deciding whether shutdown has drained never sees it nowhere.
         if let Some(conn) = parked {
             shared.park(conn);
         }
+        shared.gauges.busy.fetch_sub(1, Ordering::Relaxed);
     }
     w.log.flush(shared);
 }
