@@ -200,6 +200,12 @@ pub const BROTLI_QUALITY: u32 = 5;
 /// See [`GZIP_LEVEL`].
 pub const ZSTD_LEVEL: i32 = 9;
 
+/// Brotli's window (`lgwin`), its default: at quality 5 a smaller window fitted to a
+/// small file makes the brotli crate use 12 times the memory and 5 times the time
+/// (VmHWM: 31 MiB and 30 ms against 2.6 MiB and 5.6 ms for a 64 KiB script), which
+/// the compression cache's bound does not count.
+pub const BROTLI_WINDOW_BITS: u32 = 22;
+
 /// How long a request waits for another worker compressing the same representation,
 /// or for a free compression slot, before sending the identity bytes instead.
 pub const COMPRESS_WAIT: Duration = Duration::from_secs(2);
