@@ -1,12 +1,10 @@
 //! Response heads as bytes: a pure serializer that appends to a caller-owned buffer,
 //! so a whole head goes out in one `write`.
 
+use crate::http::html;
 use crate::http::status::Status;
 use std::io::Write as _;
 use std::time::SystemTime;
-
-/// `Server` header value.
-pub const SERVER: &str = concat!("threadserve/", env!("CARGO_PKG_VERSION"));
 
 /// What the `Connection` header must say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +45,7 @@ pub fn start(buf: &mut Vec<u8>, status: Status, date: &HttpDate) {
     buf.extend_from_slice(b"\r\nDate: ");
     buf.extend_from_slice(date.as_bytes());
     buf.extend_from_slice(b"\r\nServer: ");
-    buf.extend_from_slice(SERVER.as_bytes());
+    buf.extend_from_slice(html::SERVER.as_bytes());
     buf.extend_from_slice(b"\r\n");
 }
 
@@ -82,27 +80,11 @@ pub fn finish(buf: &mut Vec<u8>, conn: Connection) {
     buf.extend_from_slice(b"\r\n");
 }
 
-/// The small HTML page sent with an error status.
-pub fn error_page(status: Status, message: &str) -> String {
-    let title = format!("{} {}", status.code(), status.reason());
-    let mut page = String::with_capacity(200);
-    page.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-    page.push_str(&title);
-    page.push_str("</title></head>\n<body><h1>");
-    page.push_str(&title);
-    page.push_str("</h1>\n<p>");
-    crate::http::html::escape(message, &mut page);
-    page.push_str("</p>\n<hr><address>");
-    page.push_str(SERVER);
-    page.push_str("</address></body></html>\n");
-    page
-}
-
 /// A complete error response (head and page) that closes the connection, for the
 /// engine's answers without a plan: 400 for an unparsable head, 408 from the idle
 /// watcher, 503 when shedding load (with `Retry-After`).
 pub fn error_response(status: Status, message: &str, date: &HttpDate) -> Vec<u8> {
-    let page = error_page(status, message);
+    let page = html::error_page(status, message);
     let mut out = Vec::with_capacity(256 + page.len());
     start(&mut out, status, date);
     header(&mut out, "Content-Type", "text/html; charset=utf-8");
@@ -151,12 +133,5 @@ mod tests {
     fn far_future_dates_clamp_to_year_9999() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(300_000_000_000);
         assert_eq!(HttpDate::new(t).as_bytes(), b"Fri, 31 Dec 9999 23:59:59 GMT");
-    }
-
-    #[test]
-    fn error_page_escapes_its_message() {
-        let page = error_page(Status::BadRequest, "<script>");
-        assert!(page.contains("&lt;script&gt;"));
-        assert!(page.contains("<title>400 Bad Request</title>"));
     }
 }
