@@ -245,6 +245,10 @@ pub enum Command {
             default_value = "/"
         )]
         path: String,
+        /// The server's config file: its bind, port and health-path keys are used
+        /// where neither a flag nor the environment gives them.
+        #[arg(long, env = "THREADSERVE_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 

@@ -51,6 +51,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Loaded, ConfigError> {
         args.extend(doc.flags(&cmd, &first)?);
         file = Some(doc);
     }
+    if let Some(("healthcheck", sub)) = first.subcommand() {
+        if let Some(path) = sub.get_one::<PathBuf>("config") {
+            args.extend(FileDoc::read(path)?.healthcheck_flags(sub)?);
+        }
+    }
     let matches = cmd
         .clone()
         .try_get_matches_from(&args)
@@ -192,6 +197,34 @@ impl FileDoc {
         if let Some(root) = root {
             flags.push("--".into());
             flags.push(root.into());
+        }
+        Ok(flags)
+    }
+
+    /// What `threadserve healthcheck --config FILE` takes from the server's file: its
+    /// `bind`, `port` and `health-path`, where `sub` (command line and environment)
+    /// took the default. The other keys are the server's business.
+    fn healthcheck_flags(&self, sub: &ArgMatches) -> Result<Vec<OsString>, ConfigError> {
+        let mut flags = Vec::new();
+        for (key, id) in [("bind", "bind"), ("port", "port"), ("health-path", "path")] {
+            let Some(value) = self.keys.iter().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v) else {
+                continue;
+            };
+            let text = match value.as_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                v => {
+                    let line = line_of(&self.text, value.span().start);
+                    return Err(ConfigError(format!(
+                        "config file {} line {line}: '{key}' cannot be {}",
+                        self.path,
+                        article(v)
+                    )));
+                }
+            };
+            if matches!(sub.value_source(id), None | Some(ValueSource::DefaultValue)) {
+                flags.push(OsString::from(format!("--{id}={text}")));
+            }
         }
         Ok(flags)
     }

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Command::Healthcheck { bind, port, path }) = &loaded.cli.command {
+    if let Some(Command::Healthcheck { bind, port, path, .. }) = &loaded.cli.command {
         return healthcheck(bind, *port, path);
     }
     if loaded.cli.check_config {

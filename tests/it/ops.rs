@@ -393,8 +393,8 @@ fn second_sigterm_ends_the_drain() {
     );
 }
 
-/// `threadserve healthcheck` asks the health path (from THREADSERVE_HEALTH_PATH or
-/// --health-path) and fails once the server drains.
+/// `threadserve healthcheck` asks the health path (from THREADSERVE_HEALTH_PATH,
+/// --health-path, or the server's --config file) and fails once the server drains.
 #[test]
 fn healthcheck_subcommand_uses_the_health_path_and_fails_while_draining() {
     let dir = root();
@@ -420,8 +420,27 @@ fn healthcheck_subcommand_uses_the_health_path_and_fails_while_draining() {
         let out = cmd.stderr(Stdio::piped()).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
+    // The server's own config file gives the address and the health path.
+    let config = dir.path().join("threadserve.toml");
+    std::fs::write(
+        &config,
+        format!("bind = \"{}\"\nhealth-path = \"/healthz\"\nthreads = 2\n", server.addr),
+    )
+    .unwrap();
+    let check_config = || {
+        let out = Command::new(BIN)
+            .args(["healthcheck", "--config"])
+            .arg(&config)
+            .env_remove("THREADSERVE_HEALTH_PATH")
+            .env_remove("THREADSERVE_BIND")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
     assert_eq!(check(true, false), (true, String::new()));
     assert_eq!(check(false, true), (true, String::new()));
+    assert_eq!(check_config(), (true, String::new()));
     server.sigterm();
     eventually("draining", || {
         get_keep_alive(&server.addr, "/healthz").is_some_and(|r| r.status == 503)
@@ -430,6 +449,8 @@ fn healthcheck_subcommand_uses_the_health_path_and_fails_while_draining() {
         let (ok, stderr) = check(env, flag);
         assert!(!ok && stderr.contains("status 503"), "env {env} flag {flag}: {stderr}");
     }
+    let (ok, stderr) = check_config();
+    assert!(!ok && stderr.contains("status 503"), "--config: {stderr}");
     let (ok, _) = check(false, false);
     assert!(ok, "without the health path it asks / (a listing: 200), as before");
     assert!(server.running(), "still draining");
