@@ -13,19 +13,28 @@
 //! - **Flood bound.** At most [`max_checks`] bcrypt checks run at once (one per
 //!   [`limits::AUTH_CHECK_CPUS`] CPUs, at least one). Credentials that are not cached
 //!   and find every slot taken are not checked: the client gets 429 with
-//!   `Retry-After` at once. So wrong passwords, however many, keep at most that many
+//!   `Retry-After`. So wrong passwords, however many, keep at most that many
 //!   workers (and CPUs) busy; cached credentials pass without a slot.
+//! - **Per address** ([`throttle`]): an address that keeps failing gets its next
+//!   attempts only after a wait, spent in the idle watcher rather than on a worker,
+//!   so its connections cannot crowd other clients out of the pool either.
+
+pub mod throttle;
 
 use crate::http::auth::Verdict;
 use crate::limits;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
+use std::time::Instant;
+use throttle::{Source, Throttle};
 
 /// The users of an `--auth-file` and the state of their checks.
 pub struct Authenticator {
+    /// The file it was read from (read again on reload), if any.
+    path: Option<PathBuf>,
     users: HashMap<String, String>,
     /// The hash an unknown user is checked against.
     dummy: String,
@@ -53,7 +62,26 @@ impl Authenticator {
     pub fn load(path: &Path) -> Result<Authenticator, String> {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("cannot read --auth-file {}: {e}", path.display()))?;
-        Authenticator::parse(&text, &path.display().to_string())
+        let mut auth = Authenticator::parse(&text, &path.display().to_string())?;
+        auth.path = Some(path.to_path_buf());
+        Ok(auth)
+    }
+
+    /// Reads the file this was loaded from again (SIGHUP): the users it lists now,
+    /// with an empty credential cache, so a removed user or a changed password stops
+    /// working at once.
+    pub fn reload(&self) -> Result<Authenticator, String> {
+        let path = self.path.as_deref().ok_or("it was not read from a file")?;
+        Ok(Authenticator::load(path)?.with_max_checks(self.max_checks))
+    }
+
+    /// The file it was read from, for messages.
+    pub fn describe(&self) -> String {
+        let from = self
+            .path
+            .as_ref()
+            .map_or_else(String::new, |p| format!(" from {}", p.display()));
+        format!("{} users{from}", self.users.len())
     }
 
     /// Parses `user:hash` lines (blank lines and `#` comments skipped). Every hash must
@@ -82,6 +110,7 @@ impl Authenticator {
             .cloned()
             .ok_or_else(|| format!("--auth-file {name} lists no users"))?;
         Ok(Authenticator {
+            path: None,
             users,
             dummy,
             keys: Default::default(),
@@ -100,10 +129,43 @@ impl Authenticator {
     /// Checks `user` and `password`: at once if they passed lately, else with bcrypt
     /// if a check slot is free, else [`Verdict::Busy`].
     pub fn verify(&self, user: &str, password: &str) -> Verdict {
-        let key = self.key(user, password);
-        if self.cache.read().unwrap_or_else(|e| e.into_inner()).contains(&key) {
+        if self.cached(user, password) {
             return Verdict::Granted;
         }
+        self.check(user, password)
+    }
+
+    /// [`Authenticator::verify`] for a client at `peer`, under the per-address bound:
+    /// cached credentials pass at once; others from an address that keeps failing are
+    /// held (`Err`: until when) before they are checked.
+    pub fn verify_from(
+        &self,
+        throttle: &Throttle,
+        peer: std::net::IpAddr,
+        user: &str,
+        password: &str,
+    ) -> Result<Verdict, Instant> {
+        if self.cached(user, password) {
+            return Ok(Verdict::Granted);
+        }
+        let source = Source::of(peer);
+        throttle.admit(source, Instant::now())?;
+        let verdict = self.check(user, password);
+        match verdict {
+            Verdict::Granted => throttle.succeeded(source),
+            Verdict::Denied | Verdict::Busy => throttle.failed(source, Instant::now()),
+        }
+        Ok(verdict)
+    }
+
+    /// Whether these credentials passed lately.
+    fn cached(&self, user: &str, password: &str) -> bool {
+        let key = self.key(user, password);
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).contains(&key)
+    }
+
+    /// The bcrypt check, if a slot is free; remembers credentials that pass.
+    fn check(&self, user: &str, password: &str) -> Verdict {
         let Some(_slot) = Slot::take(&self.running, self.max_checks) else {
             return Verdict::Busy;
         };
@@ -119,7 +181,7 @@ impl Authenticator {
         if cache.len() >= limits::AUTH_CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(key);
+        cache.insert(self.key(user, password));
         Verdict::Granted
     }
 

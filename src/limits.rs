@@ -225,6 +225,23 @@ pub const AUTH_CACHE_ENTRIES: usize = 4096;
 /// takes at most half the CPUs, and never every worker of the pool.
 pub const AUTH_CHECK_CPUS: usize = 2;
 
+/// Failed logins an address may make in a row before its attempts are spaced out
+/// (see `auth::throttle`): enough for a few typing mistakes.
+pub const AUTH_FREE_FAILURES: u32 = 3;
+/// The wait before an address's next check after its first failure beyond the free
+/// ones; each further failure doubles it. A quarter second is the idle watcher's sweep.
+pub const AUTH_FIRST_DELAY: Duration = Duration::from_millis(250);
+/// The longest wait between two checks for one address: a failing address gets at
+/// most one bcrypt check per this long, however many connections it opens, while a
+/// person who mistyped waits no longer than this.
+pub const AUTH_MAX_DELAY: Duration = Duration::from_secs(2);
+/// An address with no failure for this long starts again with its free attempts.
+pub const AUTH_FAILURE_MEMORY: Duration = Duration::from_secs(60);
+/// Addresses whose failures are remembered (about 40 bytes each). When full, those
+/// forgotten by [`AUTH_FAILURE_MEMORY`] go first, then the one that failed longest
+/// ago; the check slots ([`AUTH_CHECK_CPUS`]) still bound a flood from more addresses.
+pub const AUTH_FAILURE_SOURCES: usize = 16_384;
+
 /// The realm `WWW-Authenticate` names when `--auth-realm` is not given.
 pub const AUTH_REALM: &str = "threadserve";
 

@@ -70,6 +70,13 @@ pub enum State {
     },
     /// A response the client has not taken yet: the write timeout.
     Sending(Box<Pending>),
+    /// A request (still unparsed in the buffer) held back until `until`, when it is
+    /// planned again: a login attempt from an address that keeps failing (see
+    /// `auth::throttle`). Not armed in the poller; `until` is its bound.
+    Held {
+        /// When it goes back to the workers.
+        until: Instant,
+    },
 }
 
 /// A phase whose time ran out.
@@ -145,11 +152,30 @@ impl Conn {
         }
     }
 
+    /// When a held request goes back to the workers, if this one is held.
+    pub fn held_until(&self) -> Option<Instant> {
+        match self.state {
+            State::Held { until } => Some(until),
+            _ => None,
+        }
+    }
+
     /// Arms the poller for this connection: writable while a response is pending,
-    /// readable otherwise.
+    /// readable otherwise; a held request waits for its time, not for the socket.
     pub fn arm(&mut self, poller: &Arc<Poller>) -> io::Result<()> {
+        if self.held_until().is_some() {
+            return Ok(());
+        }
         let writable = self.is_sending();
         self.stream.arm(poller, writable)
+    }
+
+    /// A held request whose time has come: its head is read again from the buffer,
+    /// within a fresh head timeout.
+    pub fn release(&mut self, now: Instant, head_timeout: Duration) {
+        self.state = State::Head {
+            deadline: clock::deadline(now, head_timeout),
+        };
     }
 
     /// Whether part of a request head has been received. Only then does a timeout
@@ -195,6 +221,7 @@ impl Conn {
             State::Idle { since } => (now.duration_since(*since) >= idle_timeout).then_some(Timeout::Idle),
             State::Head { deadline } => (now >= *deadline).then_some(Timeout::Head),
             State::Sending(p) => (now >= p.deadline).then_some(Timeout::Write),
+            State::Held { .. } => None,
         }
     }
 

@@ -9,6 +9,7 @@ use super::date;
 use super::output::{Segment, Segments};
 use super::site::FileSite;
 use super::Shared;
+use crate::auth::Authenticator;
 use crate::files::compress::Front;
 use crate::files::{Body, FileCache};
 use crate::http::head::Head;
@@ -17,7 +18,10 @@ use crate::http::status::Status;
 use crate::limits::INLINE_BODY_MAX;
 use std::fs::File;
 use std::io;
+use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// What was queued, for the access log and the connection loop.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +32,9 @@ pub struct Answer {
     pub bytes: u64,
     /// The connection closes after this response.
     pub close: bool,
+    /// Nothing was queued: the request is to be planned again at this time (a login
+    /// from an address that keeps failing, see `auth::throttle`).
+    pub held: Option<Instant>,
 }
 
 /// A worker's reusable state for answering: the head buffer, the segments of the
@@ -43,6 +50,9 @@ pub struct Executor {
     front: Front,
     /// Which reload of the root `cache` serves from.
     root_generation: u64,
+    /// The `--auth-file` users, and which reload they come from.
+    auth: Option<Arc<Authenticator>>,
+    auth_generation: u64,
 }
 
 /// The configuration's HTTP settings, as the planner takes them.
@@ -82,6 +92,8 @@ impl Executor {
             cache: FileCache::new(config.root.clone(), config.follow_symlinks),
             front: Front::default(),
             root_generation: 0,
+            auth: shared.auth.current(),
+            auth_generation: 0,
         }
     }
 
@@ -94,10 +106,13 @@ impl Executor {
 
     /// Plans the answer to `head` and queues it in `segs`; nothing is written here
     /// (the worker sends the segments, so a slow reader can be parked mid-response).
-    pub fn answer(&mut self, shared: &Shared, head: &Head) -> io::Result<Answer> {
+    pub fn answer(&mut self, shared: &Shared, head: &Head, peer: IpAddr) -> io::Result<Answer> {
         self.segs.clear();
         if let Some(root) = shared.root_if_changed(&mut self.root_generation) {
             self.cache.set_root(root);
+        }
+        if let Some(auth) = shared.auth.if_changed(&mut self.auth_generation) {
+            self.auth = auth;
         }
         test_hook(shared, head);
         self.front.sweep(&shared.compressed);
@@ -106,8 +121,19 @@ impl Executor {
             cache: &mut self.cache,
             front: &mut self.front,
             shared,
+            auth: self.auth.as_deref(),
+            peer,
+            hold: None,
         };
         let plan = plan::plan(head, &mut site, &policy, shared.is_closing());
+        if let Some(until) = site.hold {
+            return Ok(Answer {
+                status: plan.status,
+                bytes: 0,
+                close: false,
+                held: Some(until),
+            });
+        }
         self.queue(plan)
     }
 
@@ -119,6 +145,7 @@ impl Executor {
             status: plan.status,
             bytes: plan.body_len(),
             close: plan.close(),
+            held: None,
         };
         let short = match plan.body {
             Payload::Empty => 0,

@@ -68,7 +68,7 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
         }
         let now = Instant::now();
         if now >= next_sweep {
-            sweep(&shared, &mut parked, now);
+            sweep(&shared, &mut parked, now, &jobs);
             early.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(1));
             next_sweep = clock::deadline(now, SWEEP_EVERY);
         }
@@ -178,8 +178,19 @@ fn evict_longest_idle(parked: &mut Parked, cap: usize, jobs: &Sender<Conn>) {
 }
 
 /// Closes connections whose phase timed out ([`Conn::expire`] says what the client
-/// hears first: a 408 only to one that stalled mid-head).
-fn sweep(shared: &Shared, parked: &mut Parked, now: Instant) {
+/// hears first: a 408 only to one that stalled mid-head), and sends held requests
+/// whose time has come back to the workers.
+fn sweep(shared: &Shared, parked: &mut Parked, now: Instant, jobs: &Sender<Conn>) {
+    let due: Vec<usize> = (parked.conns.iter())
+        .filter(|(_, c)| c.held_until().is_some_and(|until| until <= now))
+        .map(|(&k, _)| k)
+        .collect();
+    for key in due {
+        if let Some(mut conn) = parked.remove(key) {
+            conn.release(now, shared.config.limits.head_timeout);
+            let _ = jobs.send(conn);
+        }
+    }
     let idle_timeout = shared.config.limits.idle_timeout;
     let expired: Vec<(usize, Timeout)> = (parked.conns.iter())
         .filter_map(|(&k, c)| Some((k, c.timed_out(now, idle_timeout)?)))

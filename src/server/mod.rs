@@ -15,12 +15,15 @@ mod drain;
 mod execute;
 mod idle;
 mod output;
+mod reload;
 mod site;
 mod transport;
 mod worker;
 
 pub use transport::Transport;
 
+use crate::auth::throttle::Throttle;
+use crate::auth::Authenticator;
 use crate::clock;
 use crate::config::Config;
 use crate::files::compress::Store;
@@ -32,11 +35,12 @@ use crate::stats::{self, Gauges, Msg, Snapshot};
 use conn::{Conn, OpenGuard};
 use crossbeam_channel::{Receiver, Sender};
 use polling::Poller;
+use reload::Reloadable;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 use transport::Stream;
@@ -52,11 +56,12 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     poller: Arc<Poller>,
     parked_tx: Sender<Conn>,
-    /// The root being served, replaced by a reload (SIGHUP). Workers read it only
-    /// when `root_generation` moved past the one they serve from: one atomic load per
-    /// request, a lock only once per reload.
-    root: RwLock<Root>,
-    root_generation: AtomicU64,
+    /// The root being served, replaced by a reload (SIGHUP).
+    root: Reloadable<Root>,
+    /// The `--auth-file` users, read again by a reload.
+    pub auth: Reloadable<Option<Arc<Authenticator>>>,
+    /// Failed logins by address (kept across reloads).
+    pub throttle: Throttle,
     /// Compressed representations, shared by the workers (see `files::compress`).
     pub compressed: Store,
     /// Draining or shutting down (see the `drain` module).
@@ -66,28 +71,36 @@ pub(crate) struct Shared {
 impl Shared {
     /// The root to serve from if it changed since `generation` (which is updated).
     pub fn root_if_changed(&self, generation: &mut u64) -> Option<Root> {
-        let now = self.root_generation.load(Ordering::Acquire);
-        if now == *generation {
-            return None;
-        }
-        *generation = now;
-        Some(self.root.read().unwrap_or_else(|e| e.into_inner()).clone())
+        self.root.if_changed(generation)
     }
 
     /// Opens the configured ROOT path again (a `current -> releases/42` switch is
     /// picked up) and makes workers serve from it from their next request.
     fn reopen_root(&self) {
-        let old = self.root.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let old = self.root.current();
         match Root::new(old.path()) {
             Ok(root) => {
                 log::info!("SIGHUP: root {} re-opened: {}", old.path().display(), root.describe());
-                *self.root.write().unwrap_or_else(|e| e.into_inner()) = root;
-                self.root_generation.fetch_add(1, Ordering::AcqRel);
+                self.root.replace(root);
             }
             Err(e) => log::error!(
                 "SIGHUP: cannot re-open root {}: {e}; still serving the previous one",
                 old.path().display()
             ),
+        }
+    }
+
+    /// Reads the `--auth-file` again: workers check against the users it lists now
+    /// (with an empty credential cache) from their next request. A file that no
+    /// longer loads leaves the previous users in place.
+    fn reload_auth(&self) {
+        let Some(old) = self.auth.current() else { return };
+        match old.reload() {
+            Ok(auth) => {
+                log::info!("SIGHUP: --auth-file re-read: {}", auth.describe());
+                self.auth.replace(Some(Arc::new(auth)));
+            }
+            Err(e) => log::error!("SIGHUP: {e}; still using the previous users"),
         }
     }
 
@@ -217,9 +230,11 @@ impl Handle {
 
     /// What SIGHUP asks for: the root path is opened again, so a deploy that switches
     /// a `current` symlink is served from the next request on (in-flight responses
-    /// finish from the files they opened). Logs what it did.
+    /// finish from the files they opened); the `--auth-file` and the TLS certificate
+    /// are read again. Logs what it did.
     pub fn reload(&self) {
         self.shared.reopen_root();
+        self.shared.reload_auth();
         if let Some(tls) = &self.shared.config.tls {
             tls.reload();
         }
@@ -254,8 +269,9 @@ impl Server {
         let compressed = Store::new(config.compress_cache, cores.min(config.threads));
         let shared = Arc::new(Shared {
             compressed,
-            root: RwLock::new(root),
-            root_generation: AtomicU64::new(0),
+            root: Reloadable::new(root),
+            auth: Reloadable::new(config.auth.clone()),
+            throttle: Throttle::default(),
             config,
             gauges: Arc::new(Gauges::default()),
             log: log_tx,

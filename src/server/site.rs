@@ -2,6 +2,7 @@
 //! plus the server's own counters and metrics.
 
 use super::Shared;
+use crate::auth::Authenticator;
 use crate::files::compress::{self, Front, Key};
 use crate::files::{dir, Body, FileCache, Found, Listing};
 use crate::http::auth::Verdict;
@@ -12,14 +13,22 @@ use crate::http::plan::{Page, Site, Source};
 use crate::metrics;
 use crate::stats::Msg;
 use rustix::fd::OwnedFd;
+use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A worker's view of the root for one request.
 pub struct FileSite<'a> {
     pub cache: &'a mut FileCache,
     pub front: &'a mut Front,
     pub shared: &'a Shared,
+    /// The `--auth-file` users this worker checks against.
+    pub auth: Option<&'a Authenticator>,
+    /// The client's address (the per-address bound on failed logins).
+    pub peer: IpAddr,
+    /// Set when the credentials could not be checked yet: the request is held
+    /// until then (the plan made meanwhile is dropped).
+    pub hold: Option<Instant>,
 }
 
 impl Site for FileSite<'_> {
@@ -75,10 +84,18 @@ impl Site for FileSite<'_> {
     }
 
     /// Checks with the `--auth-file` users (cached, and bounded: see `crate::auth`).
+    /// An address that keeps failing is held first: [`FileSite::hold`] says until
+    /// when, and the `Busy` returned meanwhile is never sent.
     fn authorize(&mut self, user: &str, password: &str) -> Verdict {
-        match &self.shared.config.auth {
-            Some(auth) => auth.verify(user, password),
-            None => Verdict::Denied,
+        let Some(auth) = self.auth else {
+            return Verdict::Denied;
+        };
+        match auth.verify_from(&self.shared.throttle, self.peer, user, password) {
+            Ok(verdict) => verdict,
+            Err(until) => {
+                self.hold = Some(until);
+                Verdict::Busy
+            }
         }
     }
 

@@ -99,6 +99,9 @@ enum Sent {
     Blocked(Box<Pending>),
     /// It could not be completed (an error page, a broken socket, a file that shrank).
     Failed,
+    /// Nothing was sent: the request waits, unparsed, until this time (see
+    /// `State::Held`).
+    Held(Instant),
 }
 
 /// The answer, in plaintext, to plain HTTP sent to the HTTPS port.
@@ -172,17 +175,25 @@ impl Worker<'_> {
                 return Next::Close;
             }
         };
-        conn.consume(used);
+        if !matches!(sent, Sent::Held(_)) {
+            conn.consume(used);
+        }
         self.after_response(conn, sent)
     }
 
     /// The one place that decides what follows a response: close (the plan said so, it
-    /// failed, or the server is shutting down), park (it is waiting for its client, or
-    /// nothing more has come and lingering would hold this worker for nothing), or go
-    /// on with the next request.
+    /// failed, or the server is shutting down), park (it is waiting for its client, its
+    /// request is held, or nothing more has come and lingering would hold this worker
+    /// for nothing), or go on with the next request.
     fn after_response(&self, conn: &mut Conn, sent: Sent) -> Next {
-        conn.answered(Instant::now(), self.shared.config.limits.head_timeout);
+        if !matches!(sent, Sent::Held(_)) {
+            conn.answered(Instant::now(), self.shared.config.limits.head_timeout);
+        }
         match sent {
+            Sent::Held(until) => {
+                conn.state = State::Held { until };
+                Next::Park
+            }
             Sent::Blocked(pending) => {
                 conn.state = State::Sending(pending);
                 Next::Park
@@ -284,6 +295,7 @@ impl Worker<'_> {
     fn answer(&mut self, stream: &mut Stream, peer: SocketAddr, head: &Head) -> Sent {
         let started = Instant::now();
         match self.plan(stream, peer, head, started) {
+            Some(Answer { held: Some(until), .. }) => Sent::Held(until),
             Some(planned) => self.send(stream, peer, head, planned, started),
             None => Sent::Failed,
         }
@@ -294,7 +306,7 @@ impl Worker<'_> {
     /// nothing to send.
     fn plan(&mut self, stream: &mut Stream, peer: SocketAddr, head: &Head, started: Instant) -> Option<Answer> {
         let (shared, executor) = (self.shared, &mut self.executor);
-        match catch_unwind(AssertUnwindSafe(|| executor.answer(shared, head))) {
+        match catch_unwind(AssertUnwindSafe(|| executor.answer(shared, head, peer.ip()))) {
             Ok(Ok(planned)) => Some(planned),
             Ok(Err(e)) => {
                 log::debug!("{peer}: {} {}: {e}", head.method, head.target);

@@ -119,6 +119,17 @@ impl TestServer {
         s
     }
 
+    /// Connects from the loopback address `source` (any of 127.0.0.0/8), so a test
+    /// can play several clients the server tells apart by address.
+    pub fn connect_from(&self, source: std::net::Ipv4Addr) -> TcpStream {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.bind(&std::net::SocketAddr::from((source, 0)).into()).unwrap();
+        socket.connect(&self.addr.into()).unwrap();
+        let s: TcpStream = socket.into();
+        s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        s
+    }
+
     /// Sends `GET path` with `Connection: close` and reads the response.
     pub fn get(&self, path: &str) -> Response {
         self.request(&format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
