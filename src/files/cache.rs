@@ -129,11 +129,12 @@ impl FileCache {
         }
     }
 
-    /// Drops entries not used for [`CACHE_IDLE`], closing their descriptors (so a
-    /// deleted file's space is freed while the worker sits idle).
-    pub fn purge(&mut self) {
+    /// Drops entries not used for [`CACHE_IDLE`] at `now`, closing their descriptors
+    /// (so a deleted file's space is freed while the worker sits idle). O(entries):
+    /// the caller decides how often (see `Executor::purge_cache`).
+    pub fn purge(&mut self, now: Instant) {
         let stale: Vec<String> = (self.entries.iter())
-            .filter(|(_, e)| e.used.elapsed() >= CACHE_IDLE)
+            .filter(|(_, e)| now.saturating_duration_since(e.used) >= CACHE_IDLE)
             .map(|(k, _)| k.clone())
             .collect();
         for key in stale {

@@ -126,11 +126,12 @@ impl Worker<'_> {
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => self.log.flush(self.shared),
         }
+        let mut idle = false;
         loop {
-            self.executor.purge_cache(self.shared);
+            self.executor.purge_cache(self.shared, idle);
             match self.jobs.recv_timeout(CACHE_IDLE) {
                 Ok(conn) => return Some(conn),
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => idle = true,
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
