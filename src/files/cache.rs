@@ -130,10 +130,14 @@ impl FileCache {
     }
 
     /// Drops entries not used for [`CACHE_IDLE`] at `now`, closing their descriptors
-    /// (so a deleted file's space is freed while the worker sits idle). O(entries):
-    /// the caller decides how often (see `Executor::purge_cache`).
-    pub fn purge(&mut self, now: Instant) {
+    /// (so a deleted file's space is freed while the worker sits idle). Unless
+    /// `everything`, only entries holding a descriptor go: a small file kept in
+    /// memory holds no disk space, and dropping it from a busy worker only turns
+    /// its next request into a miss (in the random-path load test, one request in
+    /// seven). O(entries): the caller decides how often (see `Executor::purge_cache`).
+    pub fn purge(&mut self, now: Instant, everything: bool) {
         let stale: Vec<String> = (self.entries.iter())
+            .filter(|(_, e)| everything || cost(&e.found).1 > 0)
             .filter(|(_, e)| now.saturating_duration_since(e.used) >= CACHE_IDLE)
             .map(|(k, _)| k.clone())
             .collect();
