@@ -135,6 +135,14 @@ pub const LOG_BATCH: usize = 32;
 /// Oldest a batched access-log record may get before the batch is flushed.
 pub const LOG_BATCH_AGE: Duration = Duration::from_millis(50);
 
+/// Bytes a response sends in one turn on a worker while other connections wait in
+/// the queue; then it goes to the back of the queue. Without turns, 1,000 clients
+/// asking for a 10 MB listing each had a worker copy megabytes into their socket
+/// buffers before the next request was read: a small file asked for meanwhile
+/// waited 4-7 s. A turn is ~50 µs of copying, so 1,000 turns ahead of a request
+/// cost it ~50 ms; when nobody waits, a response just goes on.
+pub const TURN_BYTES: u64 = 256 * 1024;
+
 /// Paths each worker's file cache remembers (see `files::cache`). Every hit is
 /// revalidated with one `statx`, so the size of the cache only trades memory for the
 /// open/read/close a miss costs. 16 Ki entries cover the load test's 10,000-file set.

@@ -107,6 +107,9 @@ pub struct Pending {
     pub close: bool,
     /// The client must take more within this time (the write timeout).
     pub deadline: Instant,
+    /// It stopped because its turn was over, not because the client was slow: it
+    /// goes back to the queue at once, without waiting for the socket.
+    pub turn: bool,
 }
 
 /// How to wait for bytes.
@@ -152,6 +155,20 @@ impl Conn {
         }
     }
 
+    /// Whether the connection goes back to the workers' queue at once (a response
+    /// that gave up its turn, see [`Pending::turn`]); clears the mark.
+    pub fn take_turn(&mut self) -> bool {
+        match &mut self.state {
+            State::Sending(p) => std::mem::take(&mut p.turn),
+            _ => false,
+        }
+    }
+
+    /// Whether it waits for its turn in the queue rather than for the socket.
+    pub fn wants_turn(&self) -> bool {
+        matches!(&self.state, State::Sending(p) if p.turn)
+    }
+
     /// When a held request goes back to the workers, if this one is held.
     pub fn held_until(&self) -> Option<Instant> {
         match self.state {
@@ -161,9 +178,10 @@ impl Conn {
     }
 
     /// Arms the poller for this connection: writable while a response is pending,
-    /// readable otherwise; a held request waits for its time, not for the socket.
+    /// readable otherwise; a held request waits for its time, and a response that
+    /// gave up its turn for the queue, not for the socket.
     pub fn arm(&mut self, poller: &Arc<Poller>) -> io::Result<()> {
-        if self.held_until().is_some() {
+        if self.held_until().is_some() || self.wants_turn() {
             return Ok(());
         }
         let writable = self.is_sending();

@@ -42,9 +42,12 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
             }
         }
         let mut added = false;
-        while let Ok(conn) = parked_rx.try_recv() {
+        while let Ok(mut conn) = parked_rx.try_recv() {
             let key = conn.key();
-            if early.remove(&key).is_some() {
+            if conn.take_turn() {
+                // A response that used its turn: to the back of the queue at once.
+                let _ = jobs.send(conn);
+            } else if early.remove(&key).is_some() {
                 // The channel's capacity covers every open connection, so this never
                 // blocks; it fails only when the workers are gone (shutdown).
                 let _ = jobs.send(conn);

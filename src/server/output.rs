@@ -54,22 +54,33 @@ pub enum Flush {
     Blocked,
     /// A file ended before its range did (it shrank): the response cannot be completed.
     Short,
+    /// `quantum` bytes went out and there is more: the caller may let other
+    /// connections have a turn first.
+    Turn,
 }
 
-/// Sends segments in order until done, blocked or short; `sent` counts bytes written.
+/// Sends segments in order until done, blocked or short, or until `quantum` bytes
+/// went out in this call (`Turn`); `sent` counts bytes written.
 pub fn flush<F: AsRef<File>>(
     stream: &mut Stream,
     segs: &mut VecDeque<Segment<F>>,
     sent: &mut u64,
+    quantum: u64,
 ) -> io::Result<Flush> {
+    let start = *sent;
     while let Some(seg) = segs.front_mut() {
+        let left = quantum.saturating_sub(*sent - start);
+        if left == 0 {
+            return Ok(Flush::Turn);
+        }
         let step = match seg {
-            Segment::Bytes(buf, pos) => send_bytes(stream, buf, pos, sent),
-            Segment::Shared { blob, pos, end } => send_bytes(stream, &blob[..*end], pos, sent),
-            Segment::File { file, offset, len } => send_range(stream, file.as_ref(), offset, len, sent),
+            Segment::Bytes(buf, pos) => send_bytes(stream, buf, pos, sent, left),
+            Segment::Shared { blob, pos, end } => send_bytes(stream, &blob[..*end], pos, sent, left),
+            Segment::File { file, offset, len } => send_range(stream, file.as_ref(), offset, len, sent, left),
         };
         match step? {
             Flush::Done => segs.pop_front(),
+            Flush::Turn => continue,
             other => return Ok(other),
         };
     }
@@ -86,10 +97,15 @@ pub fn flush<F: AsRef<File>>(
     }
 }
 
-/// Writes `bytes[*pos..]`, advancing `pos` and `sent`: `Done`, or `Blocked`.
-fn send_bytes(stream: &mut Stream, bytes: &[u8], pos: &mut usize, sent: &mut u64) -> io::Result<Flush> {
+/// Writes `bytes[*pos..]`, advancing `pos` and `sent`: `Done`, `Blocked`, or
+/// `Turn` once `left` bytes went out.
+fn send_bytes(stream: &mut Stream, bytes: &[u8], pos: &mut usize, sent: &mut u64, left: u64) -> io::Result<Flush> {
+    let stop = pos.saturating_add(usize::try_from(left).unwrap_or(usize::MAX));
     while *pos < bytes.len() {
-        match stream.write(&bytes[*pos..]) {
+        if *pos >= stop {
+            return Ok(Flush::Turn);
+        }
+        match stream.write(&bytes[*pos..bytes.len().min(stop)]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 *pos += n;
@@ -106,14 +122,25 @@ fn send_bytes(stream: &mut Stream, bytes: &[u8], pos: &mut usize, sent: &mut u64
 }
 
 /// Sends `*len` bytes of `file` from `*offset` through the transport: `Done`,
-/// `Blocked`, or `Short` if the file ended first.
-fn send_range(stream: &mut Stream, file: &File, offset: &mut u64, len: &mut u64, sent: &mut u64) -> io::Result<Flush> {
+/// `Blocked`, `Short` if the file ended first, or `Turn` once `left` bytes went out.
+fn send_range(
+    stream: &mut Stream,
+    file: &File,
+    offset: &mut u64,
+    len: &mut u64,
+    sent: &mut u64,
+    mut left: u64,
+) -> io::Result<Flush> {
     while *len > 0 {
-        match stream.send_file(file, offset, *len) {
+        if left == 0 {
+            return Ok(Flush::Turn);
+        }
+        match stream.send_file(file, offset, (*len).min(left)) {
             Ok(0) => return Ok(Flush::Short),
             Ok(n) => {
                 *len -= n;
                 *sent += n;
+                left -= n;
             }
             Err(e) => match classify(&e) {
                 Failure::Wait => return Ok(Flush::Blocked),
@@ -186,7 +213,9 @@ mod tests {
                 len: 2,
             });
             let mut sent = 0;
-            assert_eq!(flush(&mut server, &mut segs, &mut sent).unwrap(), Flush::Done);
+            assert_eq!(flush(&mut server, &mut segs, &mut sent, 4).unwrap(), Flush::Turn);
+            assert_eq!(sent, 4, "a turn ends after the quantum");
+            assert_eq!(flush(&mut server, &mut segs, &mut sent, u64::MAX).unwrap(), Flush::Done);
             assert_eq!(sent, 11);
             let mut segs: Segments = VecDeque::new();
             segs.push_back(Segment::File {
@@ -194,7 +223,10 @@ mod tests {
                 offset: 8,
                 len: 5,
             });
-            assert_eq!(flush(&mut server, &mut segs, &mut sent).unwrap(), Flush::Short);
+            assert_eq!(
+                flush(&mut server, &mut segs, &mut sent, u64::MAX).unwrap(),
+                Flush::Short
+            );
             drop(server);
             let mut got = String::new();
             client.read_to_string(&mut got).unwrap();

@@ -10,7 +10,7 @@ use crate::clock;
 use crate::config::LogFormat;
 use crate::http::head::{self, Head, HeadError, Parsed};
 use crate::http::status::Status;
-use crate::limits::{CACHE_IDLE, LOG_BATCH, LOG_BATCH_AGE};
+use crate::limits::{CACHE_IDLE, LOG_BATCH, LOG_BATCH_AGE, TURN_BYTES};
 use crate::stats::{Msg, Record};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::io::{self, Write};
@@ -95,13 +95,32 @@ enum Sent {
         /// The plan (or the request) asked to close after this response.
         close: bool,
     },
-    /// The client stopped taking bytes: the rest waits for it.
+    /// The client stopped taking bytes (or, with `turn` set in it, the response used
+    /// its turn while others wait): the rest waits.
     Blocked(Box<Pending>),
     /// It could not be completed (an error page, a broken socket, a file that shrank).
     Failed,
     /// Nothing was sent: the request waits, unparsed, until this time (see
     /// `State::Held`).
     Held(Instant),
+}
+
+/// Sends what `segs` holds, in turns of [`TURN_BYTES`]: after each, if other
+/// connections wait in the queue, it stops with `Turn` so the connection goes to the
+/// back of the queue (a few clients fetching huge bodies never make everyone else
+/// wait for all of theirs to be copied); if none wait, it goes on.
+fn flush_turn<F: AsRef<std::fs::File>>(
+    stream: &mut Stream,
+    segs: &mut std::collections::VecDeque<Segment<F>>,
+    sent: &mut u64,
+    jobs: &Receiver<Conn>,
+) -> io::Result<Flush> {
+    loop {
+        match output::flush(stream, segs, sent, TURN_BYTES)? {
+            Flush::Turn if jobs.is_empty() => {}
+            other => return Ok(other),
+        }
+    }
 }
 
 /// The answer, in plaintext, to plain HTTP sent to the HTTPS port.
@@ -222,11 +241,12 @@ impl Worker<'_> {
             return Next::Continue;
         };
         let before = p.sent;
-        let result = output::flush(stream, &mut p.segs, &mut p.sent);
-        if matches!(result, Ok(Flush::Blocked)) {
+        let result = flush_turn(stream, &mut p.segs, &mut p.sent, self.jobs);
+        if let Ok(flush @ (Flush::Blocked | Flush::Turn)) = result {
             if p.sent > before {
                 p.deadline = clock::deadline(Instant::now(), self.shared.config.limits.write_timeout);
             }
+            p.turn = flush == Flush::Turn;
             return Next::Park;
         }
         let State::Sending(mut p) = std::mem::replace(state, State::Idle { since: Instant::now() }) else {
@@ -342,14 +362,14 @@ impl Worker<'_> {
             .sum();
         let head_len = total.saturating_sub(planned.bytes);
         let mut sent = 0;
-        let result = output::flush(stream, &mut self.executor.segs, &mut sent);
+        let result = flush_turn(stream, &mut self.executor.segs, &mut sent, self.jobs);
         let mut record = self.make_record(peer, head, planned.status, planned.bytes, started);
         let segs = match result {
             Ok(Flush::Done) => {
                 self.log.push(self.shared, record);
                 return Sent::Done { close: planned.close };
             }
-            Ok(Flush::Blocked) => output::into_owned(&mut self.executor.segs),
+            Ok(Flush::Blocked | Flush::Turn) => output::into_owned(&mut self.executor.segs),
             Ok(Flush::Short) | Err(_) => {
                 if matches!(result, Ok(Flush::Short)) {
                     log::warn!("{peer}: {}: file shrank while being sent; closing", head.target);
@@ -368,6 +388,7 @@ impl Worker<'_> {
                 sent,
                 close: planned.close,
                 deadline: clock::deadline(Instant::now(), self.shared.config.limits.write_timeout),
+                turn: matches!(result, Ok(Flush::Turn)),
             })),
             Err(e) => {
                 log::warn!("{peer}: cannot keep a response for a slow reader: {e}");
