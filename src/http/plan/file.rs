@@ -2,7 +2,7 @@
 //! variant the client accepts), its validators, and what the request's preconditions
 //! and ranges make of it.
 
-use super::{content_type, content_type_value, Found, Headers, Part, Payload, Plan, Planner, Refusal, Site, Value};
+use super::{content_type, mime_value, Found, Headers, Part, Payload, Plan, Planner, Refusal, Site, Value};
 use super::{FileRequest, Source, PRECONDITION_FAILED};
 use crate::http::conditional::{self, Outcome, Validators};
 use crate::http::encoding::{self, Encoding};
@@ -54,8 +54,10 @@ pub fn compressed_tag(enc: Encoding) -> String {
 struct Representation<'r, B> {
     body: B,
     meta: Meta,
-    /// Path relative to the root of the file the client asked for (for its type).
+    /// Path relative to the root of the file the client asked for.
     rel: &'r str,
+    /// Its type, from `rel` ([`content_type`]), looked up once per request.
+    mime: (&'static str, bool),
     /// The precompressed variant sent instead, if any.
     encoding: Option<Encoding>,
     /// The response varies by `Accept-Encoding` (see `negotiate`).
@@ -76,6 +78,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             body,
             meta,
             rel,
+            mime: content_type(rel),
             encoding: None,
             vary: false,
         };
@@ -84,7 +87,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             self.negotiate(&mut rep, &ranked);
         }
         let identity_refused = encoding::identity_refused(self.head.accept_encoding);
-        if rep.encoding.is_none() && self.may_compress(rel, meta.len) {
+        if rep.encoding.is_none() && self.may_compress(rep.mime.0, meta.len) {
             // The bytes sent depend on Accept-Encoding, identity included.
             rep.vary = true;
             let wanted = meta.len >= COMPRESS_MIN_BYTES || identity_refused;
@@ -124,10 +127,10 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         }
     }
 
-    /// Whether the site may compress `rel` of `len` bytes: compression is on, its
-    /// type is [`encoding::compressible`], and it is not over the maximum.
-    pub(super) fn may_compress(&self, rel: &str, len: u64) -> bool {
-        self.policy.compress && len <= COMPRESS_MAX_BYTES && encoding::compressible(content_type(rel).0)
+    /// Whether the site may compress `len` bytes of type `mime`: compression is on,
+    /// the type is [`encoding::compressible`], and it is not over the maximum.
+    pub(super) fn may_compress(&self, mime: &str, len: u64) -> bool {
+        self.policy.compress && len <= COMPRESS_MAX_BYTES && encoding::compressible(mime)
     }
 
     /// The file compressed with `enc`, as a whole (200, or 304/412 by its own
@@ -173,7 +176,8 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     }
 
     fn not_modified(&self, rep: &Representation<'_, S::Body>, v: Validators) -> Plan<'p, S::Body> {
-        let headers = self.validator_headers(rep, v, 5);
+        let mut headers = self.file_headers(0);
+        self.push_validators(&mut headers, rep, v);
         self.finish(Status::NotModified, headers, Payload::Empty)
     }
 
@@ -208,9 +212,17 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         rep.vary = others.into_iter().any(|e| variant(e).is_some());
     }
 
+    /// An empty header list with room for `first` headers and all a file's response
+    /// may add after them (validators, `Accept-Ranges`, `Content-Encoding`, and what
+    /// [`Planner::finish`] adds): the plan's one allocation for its headers, never
+    /// grown.
+    fn file_headers(&self, first: usize) -> Headers<'p> {
+        let added = usize::from(self.policy.cors) + self.policy.headers.len() + self.rule.headers.len();
+        Headers::with_capacity(first + 6 + added)
+    }
+
     /// Headers describing the representation, shared by 200, 206 and 304.
-    fn validator_headers(&self, rep: &Representation<'_, S::Body>, v: Validators, room: usize) -> Headers<'p> {
-        let mut headers = Headers::with_capacity(room + 4 + self.policy.headers.len());
+    fn push_validators(&self, headers: &mut Headers<'p>, rep: &Representation<'_, S::Body>, v: Validators) {
         headers.push(("Last-Modified", Value::Date(v.last_modified)));
         headers.push(("ETag", Value::Text(v.etag)));
         let immutable = || self.policy.immutable.iter().any(|p| p.matches(rep.rel));
@@ -225,13 +237,18 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         if rep.vary {
             headers.push(("Vary", Value::Str("Accept-Encoding")));
         }
-        headers
     }
 
     /// The head of a 200 or 206: type, length (and range), validators, ranges, coding.
-    fn entity_headers(&self, rep: &Representation<'_, S::Body>, v: Validators, first: Headers<'p>) -> Headers<'p> {
-        let mut headers = first;
-        headers.extend(self.validator_headers(rep, v, 2));
+    fn entity_headers<const N: usize>(
+        &self,
+        rep: &Representation<'_, S::Body>,
+        v: Validators,
+        first: [(&'p str, Value<'p>); N],
+    ) -> Headers<'p> {
+        let mut headers = self.file_headers(N);
+        headers.extend(first);
+        self.push_validators(&mut headers, rep, v);
         headers.push(("Accept-Ranges", Value::Str("bytes")));
         if let Some(enc) = rep.encoding {
             headers.push(("Content-Encoding", Value::Str(enc.token())));
@@ -240,8 +257,8 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     }
 
     fn full(&mut self, rep: Representation<'_, S::Body>, v: Validators, len: u64) -> Plan<'p, S::Body> {
-        let first = vec![
-            ("Content-Type", content_type_value(rep.rel)),
+        let first = [
+            ("Content-Type", mime_value(rep.mime)),
             ("Content-Length", Value::Num(len)),
         ];
         let headers = self.entity_headers(&rep, v, first);
@@ -264,8 +281,8 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         r: ByteRange,
         len: u64,
     ) -> Plan<'p, S::Body> {
-        let first = vec![
-            ("Content-Type", content_type_value(rep.rel)),
+        let first = [
+            ("Content-Type", mime_value(rep.mime)),
             ("Content-Length", Value::Num(r.len())),
             ("Content-Range", Value::Text(range::content_range(&r, len))),
         ];
@@ -286,11 +303,11 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         len: u64,
     ) -> Plan<'p, S::Body> {
         let boundary = boundary();
-        let part_type = match content_type(rep.rel) {
+        let part_type = match rep.mime {
             (mime, true) => format!("{mime}; charset=utf-8"),
             (mime, false) => mime.to_string(),
         };
-        let first = vec![
+        let first = [
             (
                 "Content-Type",
                 Value::Text(format!("multipart/byteranges; boundary={boundary}")),

@@ -887,8 +887,14 @@ pub fn content_type(rel: &str) -> (&'static str, bool) {
 
 /// `Content-Type` for a path, with `charset=utf-8` on text types.
 pub fn content_type_value(rel: &str) -> Value<'static> {
-    match content_type(rel) {
-        (mime, true) => Value::Text(format!("{mime}; charset=utf-8")),
-        (mime, false) => Value::Str(mime),
+    mime_value(content_type(rel))
+}
+
+/// `Content-Type` for what [`content_type`] returned, with `charset=utf-8` on text types.
+pub fn mime_value((mime, text): (&'static str, bool)) -> Value<'static> {
+    if text {
+        Value::Text(format!("{mime}; charset=utf-8"))
+    } else {
+        Value::Str(mime)
     }
 }
