@@ -17,6 +17,9 @@ MANY_COUNT = 10_000
 MANY_SIZE = 1024
 SIZES = {
     "1k": ("/1k.bin", 1024),
+    # A new connection per request (`Connection: close`): accept, one response,
+    # close, 64 (or 1000) at a time.
+    "1k-new": ("/1k.bin", 1024),
     "64k": ("/64k.bin", 64 * 1024),
     "10m": ("/10m.bin", 10 * 1024 * 1024),
     "random": (None, MANY_SIZE),  # MANY_COUNT files under /many/, random order
@@ -31,7 +34,7 @@ SIZES = {
     "1k-tls-new": ("/1k.bin", 1024),
     "10m-tls": ("/10m.bin", 10 * 1024 * 1024),
 }
-ALL_SIZES = ["1k", "64k", "10m", "random"]   # the default --sizes
+ALL_SIZES = ["1k", "1k-new", "64k", "10m", "random"]   # the default --sizes
 KNOWN_SIZES = list(SIZES)
 # The compression cells' Accept-Encoding: "-br" cells accept all four codings
 # (what browsers send, plus zstd), "-gz" cells gzip only.
@@ -44,7 +47,7 @@ COMPRESSION_CONNS = [64]      # --compression without --conns
 # so each response ends its TLS connection and the client opens a new one (the
 # handshake rate); wrk's reused sessions are dropped so each is a full handshake.
 TLS_SIZES = ["1k-tls", "1k-tls-new", "10m-tls"]
-NEW_CONNECTION = {"1k-tls-new"}
+NEW_CONNECTION = {"1k-tls-new", "1k-new"}
 TLS_CONNS = [64]              # --https without --conns
 TLS_DIR = os.path.join(WORK, "tls")
 TLS_CERT = os.path.join(TLS_DIR, "cert.pem")   # ECDSA P-256, self-signed, 127.0.0.1

@@ -154,7 +154,7 @@ class Cell:
         if not r["server_alive_after"]:
             flag += "  !! server died"
         hs = r.get("handshakes")
-        if self.size in NEW_CONNECTION and self.args.tool == "wrk":
+        if self.size in NEW_CONNECTION and self.mode == "tls" and self.args.tool == "wrk":
             rec["tls"] = self.tls.get(s.name)
             # Every response closes its connection: there must be about one
             # full handshake per response (wrk's shim counts them).
