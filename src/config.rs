@@ -735,7 +735,7 @@ fn site_path(p: &str) -> Option<String> {
     };
     crate::http::resolve::decode(&with_slash)
         .ok()
-        .map(|u| u.rel)
+        .map(|u| u.rel.into_owned())
         .filter(|rel| !rel.is_empty())
 }
 

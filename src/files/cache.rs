@@ -162,13 +162,14 @@ impl FileCache {
                 let file = File::from(fd);
                 match read_whole(&file, id)? {
                     Some((id, bytes)) => {
-                        return Ok(self.insert(rel, id, Found::File(id.meta(), Body::Bytes(bytes.into()))))
+                        let found = Found::File(id.meta().described(rel), Body::Bytes(bytes.into()));
+                        return Ok(self.insert(rel, id, found));
                     }
                     // It kept changing while read: serve the handle, do not keep it.
                     None => return Ok(Found::File(identity_of(&file)?.meta(), Body::File(Rc::new(file)))),
                 }
             }
-            Kind::File => Found::File(id.meta(), Body::File(Rc::new(File::from(fd)))),
+            Kind::File => Found::File(id.meta().described(rel), Body::File(Rc::new(File::from(fd)))),
         };
         Ok(self.insert(rel, id, found))
     }

@@ -17,12 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The validators of one selected representation (one file on disk).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Validators {
+pub struct Validators<'a> {
     /// The strong entity tag sent in `ETag`, quotes included, e.g. `"1a-2b-3c"`.
     ///
     /// If this is not a well-formed entity tag, no listed tag ever matches it
     /// (only `*` does); a weak tag (`W/"..."`) matches only weak comparisons.
-    pub etag: String,
+    pub etag: &'a str,
     /// The time sent in `Last-Modified`. Only whole seconds count: any
     /// sub-second part is dropped before comparing, because an HTTP-date has
     /// one-second resolution.
@@ -84,7 +84,7 @@ pub fn evaluate(is_get_or_head: bool, c: &Conditionals, v: &Validators) -> Outco
     let last_modified = whole_seconds(v.last_modified);
 
     if let Some(if_match) = present(c.if_match) {
-        if !tag_list_matches(if_match, &v.etag, Comparison::Strong) {
+        if !tag_list_matches(if_match, v.etag, Comparison::Strong) {
             return Outcome::PreconditionFailed;
         }
     } else if let Some(date) = present(c.if_unmodified_since).and_then(parse_date) {
@@ -94,7 +94,7 @@ pub fn evaluate(is_get_or_head: bool, c: &Conditionals, v: &Validators) -> Outco
     }
 
     if let Some(if_none_match) = present(c.if_none_match) {
-        if tag_list_matches(if_none_match, &v.etag, Comparison::Weak) {
+        if tag_list_matches(if_none_match, v.etag, Comparison::Weak) {
             return if is_get_or_head {
                 Outcome::NotModified
             } else {
@@ -128,7 +128,7 @@ pub fn if_range_allows(if_range: &str, v: &Validators) -> bool {
     let value = trim_ows(if_range);
     // §13.1.5: an entity-tag starts with DQUOTE or `W/"`; a date never does.
     if value.starts_with('"') || value.starts_with("W/") {
-        return match (parse_single_tag(value), parse_single_tag(&v.etag)) {
+        return match (parse_single_tag(value), parse_single_tag(v.etag)) {
             (Some(theirs), Some(ours)) => Comparison::Strong.matches(theirs, ours),
             _ => false,
         };
@@ -270,9 +270,9 @@ mod tests {
     const GET: bool = true;
     const PUT: bool = false;
 
-    fn validators() -> Validators {
+    fn validators() -> Validators<'static> {
         Validators {
-            etag: TAG.to_string(),
+            etag: TAG,
             last_modified: UNIX_EPOCH + Duration::from_secs(T),
         }
     }
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn malformed_current_etag_matches_only_star() {
         let v = Validators {
-            etag: "no-quotes".to_string(),
+            etag: "no-quotes",
             ..validators()
         };
         let inm = |value| request(&[("If-None-Match", value)]);
@@ -460,7 +460,7 @@ mod tests {
                 let _ = if_range_allows(
                     a,
                     &Validators {
-                        etag: b.to_string(),
+                        etag: b,
                         ..validators()
                     },
                 );

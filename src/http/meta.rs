@@ -2,6 +2,8 @@
 //! ([`Meta`]), a directory entry ([`Entry`]) and why a lookup found nothing
 //! ([`Missing`]). The file layer fills these in; the planner decides with them.
 
+use crate::http::wire::HttpDate;
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a path names.
@@ -16,7 +18,7 @@ pub enum Kind {
 }
 
 /// File metadata as the HTTP core sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     /// Size in bytes.
     pub len: u64,
@@ -26,12 +28,38 @@ pub struct Meta {
     pub ino: u64,
     /// File, directory or other.
     pub kind: Kind,
+    /// What a response says of this version of the file, computed once by the file
+    /// layer when it found this version ([`Meta::described`]); `None` for metadata
+    /// built without it (the planner then computes the same per request).
+    pub described: Option<Rc<Described>>,
+}
+
+/// The header values a file's response carries that depend only on its name and
+/// its version: computed once per version (the file cache builds them with each
+/// new entry, so they change whenever the file does) instead of per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// Its type and whether it is text (`plan::content_type` of its path).
+    pub mime: (&'static str, bool),
+    /// The `Content-Type` value of a text type (with `; charset=utf-8`); for any
+    /// other, the value is the type itself.
+    pub text_type: Option<Rc<str>>,
+    /// Its strong ETag ([`Meta::etag`]), for the identity representation.
+    pub etag: Rc<str>,
+    /// Its `Last-Modified` value.
+    pub last_modified: HttpDate,
 }
 
 impl Meta {
     /// Builds metadata directly (tests use this).
     pub fn new(len: u64, mtime: SystemTime, ino: u64, kind: Kind) -> Meta {
-        Meta { len, mtime, ino, kind }
+        Meta {
+            len,
+            mtime,
+            ino,
+            kind,
+            described: None,
+        }
     }
 
     /// Modification time truncated to whole seconds, as HTTP dates carry it.
@@ -94,14 +122,22 @@ mod tests {
         let base = Meta::new(10, t, 7, Kind::File);
         let tags = [
             base.etag(),
-            Meta { len: 11, ..base }.etag(),
+            Meta {
+                len: 11,
+                ..base.clone()
+            }
+            .etag(),
             Meta {
                 mtime: t + Duration::from_nanos(1),
-                ..base
+                ..base.clone()
             }
             .etag(),
         ];
-        assert_eq!(base.etag(), Meta { ino: 8, ..base }.etag(), "replicas agree on ETags");
+        assert_eq!(
+            base.etag(),
+            Meta { ino: 8, ..base.clone() }.etag(),
+            "replicas agree on ETags"
+        );
         for (i, a) in tags.iter().enumerate() {
             assert!(a.starts_with('"') && a.ends_with('"'), "strong tags are quoted: {a}");
             for b in &tags[i + 1..] {

@@ -5,14 +5,17 @@
 //! Out of scope: the filesystem (symlinks are checked where files are opened, in
 //! `files`).
 
+use std::borrow::Cow;
+
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// A decoded request path, safe to join under the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlPath {
+pub struct UrlPath<'a> {
     /// Segments joined with `/`, no leading slash, no empty, `.` or `..` segments.
-    /// Empty for the root itself.
-    pub rel: String,
+    /// Empty for the root itself. Borrowed from the request path when that is
+    /// already normal (the common case), so decoding it allocates nothing.
+    pub rel: Cow<'a, str>,
     /// The request path ended with `/` (a directory is wanted).
     pub trailing_slash: bool,
     /// Some segment starts with `.` (a dotfile or dot-directory).
@@ -54,15 +57,23 @@ impl PathError {
 ///
 /// The path is split on `/` first and each segment decoded once, so `%2e%2e` is `..`
 /// (and normalised like it) while `%252e` stays the literal name `%2e`.
-pub fn decode(raw: &str) -> Result<UrlPath, PathError> {
+pub fn decode(raw: &str) -> Result<UrlPath<'_>, PathError> {
     let rest = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+    match decode_plain(rest) {
+        Some(url) => Ok(url),
+        None => decode_segments(rest),
+    }
+}
+
+/// [`decode`] of any path (after its leading `/`), one segment at a time.
+fn decode_segments(rest: &str) -> Result<UrlPath<'_>, PathError> {
     let mut rel = String::with_capacity(rest.len());
     let mut trailing_slash = false;
     for segment in rest.split('/') {
         let decoded = decode_segment(segment)?;
         // `/a/..` and `/a/.` name a directory, like `/a/`.
         trailing_slash |= decoded == "." || decoded == "..";
-        match decoded.as_str() {
+        match &*decoded {
             "" | "." => {}
             ".." => {
                 let cut = rel.rfind('/').unwrap_or(0);
@@ -83,13 +94,42 @@ pub fn decode(raw: &str) -> Result<UrlPath, PathError> {
     trailing_slash |= rest.is_empty() || rest.ends_with('/');
     let hidden = rel.split('/').any(|s| s.starts_with('.'));
     Ok(UrlPath {
-        rel,
+        rel: Cow::Owned(rel),
         trailing_slash,
         hidden,
     })
 }
 
-fn decode_segment(segment: &str) -> Result<String, PathError> {
+/// The common case, without allocating: a path already normal (no
+/// `%`, backslash or NUL; no empty, `.` or `..` segment, except the empty one a
+/// trailing `/` leaves) decodes to itself without its slashes at the ends. `None`
+/// for anything else, which [`decode`] handles segment by segment.
+fn decode_plain(rest: &str) -> Option<UrlPath<'_>> {
+    if rest.bytes().any(|b| matches!(b, b'%' | b'\\' | 0)) {
+        return None;
+    }
+    let trailing_slash = rest.is_empty() || rest.ends_with('/');
+    let rel = rest.strip_suffix('/').unwrap_or(rest);
+    let mut hidden = false;
+    if !rel.is_empty() {
+        for segment in rel.split('/') {
+            if matches!(segment, "" | "." | "..") {
+                return None;
+            }
+            hidden |= segment.starts_with('.');
+        }
+    }
+    Some(UrlPath {
+        rel: Cow::Borrowed(rel),
+        trailing_slash,
+        hidden,
+    })
+}
+
+fn decode_segment(segment: &str) -> Result<Cow<'_, str>, PathError> {
+    if !segment.bytes().any(|b| matches!(b, b'%' | b'/' | b'\\' | 0)) {
+        return Ok(Cow::Borrowed(segment));
+    }
     let bytes = segment.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
         if b == b'%' {
@@ -106,7 +146,9 @@ fn decode_segment(segment: &str) -> Result<String, PathError> {
     if decoded.iter().any(|&b| b == b'/' || b == b'\\') {
         return Err(PathError::EncodedSlash);
     }
-    String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|_| PathError::NotUtf8)
 }
 
 /// Characters escaped in one path segment of a URL threadserve writes (Location,
@@ -155,7 +197,7 @@ pub fn encode(rel: &str) -> String {
 mod tests {
     use super::*;
 
-    fn ok(rel: &str, trailing_slash: bool, hidden: bool) -> Result<UrlPath, PathError> {
+    fn ok(rel: &str, trailing_slash: bool, hidden: bool) -> Result<UrlPath<'_>, PathError> {
         Ok(UrlPath {
             rel: rel.into(),
             trailing_slash,
@@ -210,6 +252,40 @@ mod tests {
         for (name, input, want) in cases {
             assert_eq!(decode(input), want, "{name}");
         }
+    }
+
+    #[test]
+    fn plain_paths_decode_as_the_general_way_does() {
+        let paths = [
+            "",
+            "a",
+            "a/",
+            "a/b.txt",
+            "a/b/",
+            ".env",
+            "a/.git/config",
+            "a/b/.",
+            "a/./b",
+            "a/../b",
+            "..",
+            "a//b",
+            "a//",
+            "/",
+            "//",
+            "été/x",
+            "a b",
+            "a\\b",
+            "a%20b",
+            "~x/y-z_1.tar.gz",
+        ];
+        for rest in paths {
+            if let Some(plain) = decode_plain(rest) {
+                assert!(matches!(plain.rel, Cow::Borrowed(_)), "{rest:?}");
+                assert_eq!(Ok(plain), decode_segments(rest), "{rest:?}");
+            }
+        }
+        assert!(decode_plain("a/b.txt").is_some() && decode_plain("a/").is_some() && decode_plain("").is_some());
+        assert!(decode_plain("a/../b").is_none() && decode_plain("a%20b").is_none() && decode_plain("a//b").is_none());
     }
 
     #[test]

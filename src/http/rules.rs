@@ -89,7 +89,7 @@ pub fn resolve<'r>(rules: &'r [Rule], url: &UrlPath) -> Effective<'r> {
 
 /// The forms of `url` a rule may match (the table in the module doc).
 pub fn forms(url: &UrlPath) -> Vec<String> {
-    let rel = url.rel.as_str();
+    let rel: &str = &url.rel;
     let dir = if url.trailing_slash {
         Some(rel)
     } else if rel == "index.html" {
@@ -120,7 +120,7 @@ mod tests {
         r
     }
 
-    fn url(path: &str) -> UrlPath {
+    fn url(path: &str) -> UrlPath<'_> {
         resolve::decode(path).unwrap()
     }
 

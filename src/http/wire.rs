@@ -70,6 +70,14 @@ pub fn header_date(buf: &mut Vec<u8>, name: &str, t: SystemTime) {
     header(buf, name, &httpdate::fmt_http_date(crate::clock::http_date_clamp(t)));
 }
 
+/// Appends `name: <HTTP-date>` formatted already.
+pub fn header_stamp(buf: &mut Vec<u8>, name: &str, date: &HttpDate) {
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(date.as_bytes());
+    buf.extend_from_slice(b"\r\n");
+}
+
 /// Appends the `Connection` header if one is needed and the blank line ending the head.
 pub fn finish(buf: &mut Vec<u8>, conn: Connection) {
     match conn {

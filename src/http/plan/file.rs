@@ -9,7 +9,9 @@ use crate::http::encoding::{self, Encoding};
 use crate::http::meta::Meta;
 use crate::http::range::{self, ByteRange, RangeDecision};
 use crate::http::status::Status;
+use crate::http::wire::HttpDate;
 use crate::limits::{COMPRESS_MAX_BYTES, COMPRESS_MIN_BYTES};
+use std::time::SystemTime;
 
 /// What the conditionals and the range make of a representation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +58,11 @@ struct Representation<'r, B> {
     meta: Meta,
     /// Path relative to the root of the file the client asked for.
     rel: &'r str,
-    /// Its type, from `rel` ([`content_type`]), looked up once per request.
+    /// Its type, from `rel` ([`content_type`]): the site's precomputed one (see
+    /// `meta::Described`), or looked up once per request.
     mime: (&'static str, bool),
+    /// Its `Content-Type` value, if the site precomputed it.
+    content_type: Option<Value<'static>>,
     /// The precompressed variant sent instead, if any.
     encoding: Option<Encoding>,
     /// The response varies by `Accept-Encoding` (see `negotiate`).
@@ -74,11 +79,16 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     /// coding — except for a `Range` request, which gets the identity bytes (see
     /// [`Planner::compressed`]); else the file itself.
     pub(super) fn representation(&mut self, rel: &str, meta: Meta, body: S::Body) -> Plan<'p, S::Body> {
+        let (mime, content_type) = match &meta.described {
+            Some(d) => (d.mime, Some(d.content_type())),
+            None => (content_type(rel), None),
+        };
         let mut rep = Representation {
             body,
             meta,
             rel,
-            mime: content_type(rel),
+            mime,
+            content_type,
             encoding: None,
             vary: false,
         };
@@ -87,10 +97,10 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             self.negotiate(&mut rep, &ranked);
         }
         let identity_refused = encoding::identity_refused(self.head.accept_encoding);
-        if rep.encoding.is_none() && self.may_compress(rep.mime.0, meta.len) {
+        if rep.encoding.is_none() && self.may_compress(rep.mime.0, rep.meta.len) {
             // The bytes sent depend on Accept-Encoding, identity included.
             rep.vary = true;
-            let wanted = meta.len >= COMPRESS_MIN_BYTES || identity_refused;
+            let wanted = rep.meta.len >= COMPRESS_MIN_BYTES || identity_refused;
             let ranged = self.head.method == "GET" && self.head.range.is_some();
             if let (true, false, Some(&enc)) = (wanted, ranged, ranked.first()) {
                 rep = match self.compressed(rep, enc) {
@@ -104,16 +114,11 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             let vary = vec![("Vary", Value::Str("Accept-Encoding"))];
             return self.refuse_with(Refusal::keep(Status::NotAcceptable, msg), vary);
         }
-        let mut etag = rep.meta.etag();
-        if let Some(enc) = rep.encoding {
-            // A distinct strong validator per encoding (RFC 9110 §8.8.3).
-            etag.insert_str(etag.len() - 1, &format!("-{}", enc.token()));
-        }
-        let v = Validators {
-            etag,
-            last_modified: crate::clock::http_date_clamp(rep.meta.mtime),
-        };
-        match plan_representation(&FileRequest::from_head(self.head), rep.meta.len, &v) {
+        // A distinct strong validator per encoding (RFC 9110 §8.8.3).
+        let suffix = rep.encoding.map(|enc| format!("-{}", enc.token()));
+        let v = Tags::of(&rep.meta, suffix.as_deref());
+        let decision = plan_representation(&FileRequest::from_head(self.head), rep.meta.len, &v.validators());
+        match decision {
             Decision::Full { len } => self.full(rep, v, len),
             Decision::Partial { range, len } => self.partial(rep, v, range, len),
             Decision::Multipart { ranges, len } => self.multipart(rep, v, &ranges, len),
@@ -151,14 +156,9 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         mut rep: Representation<'r, S::Body>,
         enc: Encoding,
     ) -> Result<Plan<'p, S::Body>, Representation<'r, S::Body>> {
-        let mut etag = rep.meta.etag();
-        etag.insert_str(etag.len() - 1, &format!("-{}", compressed_tag(enc)));
-        let v = Validators {
-            etag,
-            last_modified: crate::clock::http_date_clamp(rep.meta.mtime),
-        };
+        let v = Tags::of(&rep.meta, Some(&format!("-{}", compressed_tag(enc))));
         let req = FileRequest::from_head(self.head);
-        match conditional::evaluate(true, &req.conditionals, &v) {
+        match conditional::evaluate(true, &req.conditionals, &v.validators()) {
             Outcome::NotModified => {
                 rep.encoding = Some(enc);
                 return Ok(self.not_modified(&rep, v));
@@ -175,7 +175,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         Ok(self.full(rep, v, len))
     }
 
-    fn not_modified(&self, rep: &Representation<'_, S::Body>, v: Validators) -> Plan<'p, S::Body> {
+    fn not_modified(&self, rep: &Representation<'_, S::Body>, v: Tags) -> Plan<'p, S::Body> {
         let mut headers = self.file_headers(0);
         self.push_validators(&mut headers, rep, v);
         self.finish(Status::NotModified, headers, Payload::Empty)
@@ -222,9 +222,9 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     }
 
     /// Headers describing the representation, shared by 200, 206 and 304.
-    fn push_validators(&self, headers: &mut Headers<'p>, rep: &Representation<'_, S::Body>, v: Validators) {
-        headers.push(("Last-Modified", Value::Date(v.last_modified)));
-        headers.push(("ETag", Value::Text(v.etag)));
+    fn push_validators(&self, headers: &mut Headers<'p>, rep: &Representation<'_, S::Body>, v: Tags) {
+        headers.push(("Last-Modified", v.last_modified));
+        headers.push(("ETag", v.etag));
         let immutable = || self.policy.immutable.iter().any(|p| p.matches(rep.rel));
         let cache = match self.rule.cache_control {
             Some(cc) => Some(cc),
@@ -243,7 +243,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     fn entity_headers<const N: usize>(
         &self,
         rep: &Representation<'_, S::Body>,
-        v: Validators,
+        v: Tags,
         first: [(&'p str, Value<'p>); N],
     ) -> Headers<'p> {
         let mut headers = self.file_headers(N);
@@ -256,9 +256,9 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         headers
     }
 
-    fn full(&mut self, rep: Representation<'_, S::Body>, v: Validators, len: u64) -> Plan<'p, S::Body> {
+    fn full(&mut self, mut rep: Representation<'_, S::Body>, v: Tags, len: u64) -> Plan<'p, S::Body> {
         let first = [
-            ("Content-Type", mime_value(rep.mime)),
+            ("Content-Type", rep.content_type_value()),
             ("Content-Length", Value::Num(len)),
         ];
         let headers = self.entity_headers(&rep, v, first);
@@ -274,15 +274,9 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
         self.finish(Status::Ok, headers, body)
     }
 
-    fn partial(
-        &mut self,
-        rep: Representation<'_, S::Body>,
-        v: Validators,
-        r: ByteRange,
-        len: u64,
-    ) -> Plan<'p, S::Body> {
+    fn partial(&mut self, mut rep: Representation<'_, S::Body>, v: Tags, r: ByteRange, len: u64) -> Plan<'p, S::Body> {
         let first = [
-            ("Content-Type", mime_value(rep.mime)),
+            ("Content-Type", rep.content_type_value()),
             ("Content-Length", Value::Num(r.len())),
             ("Content-Range", Value::Text(range::content_range(&r, len))),
         ];
@@ -298,7 +292,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     fn multipart(
         &mut self,
         rep: Representation<'_, S::Body>,
-        v: Validators,
+        v: Tags,
         ranges: &[ByteRange],
         len: u64,
     ) -> Plan<'p, S::Body> {
@@ -331,6 +325,56 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             tail: range::multipart_tail(&boundary),
         };
         self.finish(Status::PartialContent, headers, body)
+    }
+}
+
+impl<B> Representation<'_, B> {
+    /// Its `Content-Type` value: the precomputed one, taken, or built now.
+    fn content_type_value(&mut self) -> Value<'static> {
+        self.content_type.take().unwrap_or_else(|| mime_value(self.mime))
+    }
+}
+
+/// A representation's validators as its response sends them.
+struct Tags {
+    /// `ETag`.
+    etag: Value<'static>,
+    /// `Last-Modified`.
+    last_modified: Value<'static>,
+    /// The time `Last-Modified` carries, for the date preconditions.
+    modified: SystemTime,
+}
+
+impl Tags {
+    /// The validators of the file version `meta`, with `suffix` (`-br`, `-br-5`) in
+    /// the ETag of an encoded representation: the site's precomputed values where
+    /// they fit (see `meta::Described`), else formatted now.
+    fn of(meta: &Meta, suffix: Option<&str>) -> Tags {
+        let d = meta.described.as_deref();
+        let etag = match (d, suffix) {
+            (Some(d), None) => Value::Shared(d.etag.clone()),
+            (d, suffix) => {
+                let mut etag = d.map_or_else(|| meta.etag(), |d| d.etag.to_string());
+                if let Some(suffix) = suffix {
+                    etag.insert_str(etag.len() - 1, suffix);
+                }
+                Value::Text(etag)
+            }
+        };
+        let stamp = d.map_or_else(|| HttpDate::new(meta.mtime), |d| d.last_modified);
+        Tags {
+            etag,
+            last_modified: Value::Stamp(stamp),
+            modified: crate::clock::http_date_clamp(meta.mtime),
+        }
+    }
+
+    /// What the preconditions compare.
+    fn validators(&self) -> Validators<'_> {
+        Validators {
+            etag: self.etag.as_text().unwrap_or_default(),
+            last_modified: self.modified,
+        }
     }
 }
 
@@ -373,4 +417,33 @@ fn boundary() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     format!("threadserve-{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::meta::Kind;
+    use crate::http::plan::{content_type_of, content_type_value};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn precomputed_values_equal_those_computed_per_request() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123);
+        for rel in ["a/index.html", "b.bin", "c.js", "noext"] {
+            let plain = Meta::new(1024, t, 1, Kind::File);
+            let described = plain.clone().described(rel);
+            for suffix in [None, Some("-br"), Some("-br-5")] {
+                let (a, b) = (Tags::of(&plain, suffix), Tags::of(&described, suffix));
+                assert_eq!(a.etag.as_text(), b.etag.as_text(), "{rel} {suffix:?}");
+                assert_eq!(a.last_modified, b.last_modified);
+                assert_eq!(a.validators(), b.validators());
+            }
+            let ct = (content_type_of(rel, &described), content_type_value(rel));
+            assert_eq!(ct.0.as_text(), ct.1.as_text(), "{rel}");
+            let Value::Stamp(stamp) = Tags::of(&described, None).last_modified else {
+                panic!("Last-Modified is a formatted date");
+            };
+            assert_eq!(stamp.as_bytes(), httpdate::fmt_http_date(t).as_bytes());
+        }
+    }
 }

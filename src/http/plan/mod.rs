@@ -57,7 +57,7 @@ use crate::http::encoding::{self, Encoding};
 use crate::http::head::{self, Body as Framing, Head};
 use crate::http::html;
 use crate::http::listing::{self, Format};
-use crate::http::meta::{Meta, Missing};
+use crate::http::meta::{Described, Meta, Missing};
 use crate::http::resolve::{self, UrlPath};
 use crate::http::rules::{self, Effective, Redirect, Rule};
 use crate::http::status::Status;
@@ -226,10 +226,26 @@ pub enum Value<'p> {
     Str(&'p str),
     /// Text built for this response.
     Text(String),
+    /// Text built once and shared by responses (a file's ETag, see `meta::Described`).
+    Shared(std::rc::Rc<str>),
     /// A number.
     Num(u64),
     /// An HTTP date.
     Date(SystemTime),
+    /// An HTTP date formatted already.
+    Stamp(wire::HttpDate),
+}
+
+impl Value<'_> {
+    /// The value as text, if it is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Text(s) => Some(s),
+            Value::Shared(s) => Some(s),
+            Value::Num(_) | Value::Date(_) | Value::Stamp(_) => None,
+        }
+    }
 }
 
 /// Which bytes follow the head.
@@ -308,8 +324,10 @@ impl<B> Plan<'_, B> {
         Some(match v {
             Value::Str(s) => s.to_string(),
             Value::Text(s) => s.clone(),
+            Value::Shared(s) => s.to_string(),
             Value::Num(n) => n.to_string(),
             Value::Date(t) => httpdate::fmt_http_date(*t),
+            Value::Stamp(d) => String::from_utf8_lossy(d.as_bytes()).into_owned(),
         })
     }
 
@@ -321,8 +339,10 @@ impl<B> Plan<'_, B> {
             match value {
                 Value::Str(s) => wire::header(out, name, s),
                 Value::Text(s) => wire::header(out, name, s),
+                Value::Shared(s) => wire::header(out, name, s),
                 Value::Num(n) => wire::header_num(out, name, *n),
                 Value::Date(t) => wire::header_date(out, name, *t),
+                Value::Stamp(d) => wire::header_stamp(out, name, d),
             }
         }
         wire::finish(out, self.connection);
@@ -552,7 +572,7 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     /// A file sent whole with a fixed status (the custom 404 page): no validators.
     fn page(&mut self, status: Status, rel: &str, meta: Meta, body: S::Body) -> Plan<'p, S::Body> {
         let headers = vec![
-            ("Content-Type", content_type_value(rel)),
+            ("Content-Type", content_type_of(rel, &meta)),
             ("Content-Length", Value::Num(meta.len)),
         ];
         let body = if self.head_only() {
@@ -866,7 +886,7 @@ pub fn listing_outcome(req: &FileRequest, etag: &str) -> Outcome {
         ..req.conditionals
     };
     let v = Validators {
-        etag: etag.to_string(),
+        etag,
         last_modified: std::time::UNIX_EPOCH,
     };
     conditional::evaluate(true, &conditionals, &v)
@@ -888,6 +908,51 @@ pub fn content_type(rel: &str) -> (&'static str, bool) {
 /// `Content-Type` for a path, with `charset=utf-8` on text types.
 pub fn content_type_value(rel: &str) -> Value<'static> {
     mime_value(content_type(rel))
+}
+
+/// `Content-Type` for the file `rel` with metadata `meta`: its [`Described`] value
+/// if the site computed it, else [`content_type_value`].
+///
+/// [`Described`]: crate::http::meta::Described
+pub fn content_type_of(rel: &str, meta: &Meta) -> Value<'static> {
+    match &meta.described {
+        Some(d) => d.content_type(),
+        None => content_type_value(rel),
+    }
+}
+
+impl Described {
+    /// What the planner would compute for the file at `rel` with metadata `meta`.
+    pub fn new(rel: &str, meta: &Meta) -> Described {
+        let mime = content_type(rel);
+        let text_type = match mime_value(mime) {
+            Value::Text(text) => Some(text.into()),
+            _ => None,
+        };
+        Described {
+            mime,
+            text_type,
+            etag: meta.etag().into(),
+            last_modified: wire::HttpDate::new(meta.mtime),
+        }
+    }
+
+    /// The `Content-Type` value.
+    pub fn content_type(&self) -> Value<'static> {
+        match &self.text_type {
+            Some(text) => Value::Shared(text.clone()),
+            None => Value::Str(self.mime.0),
+        }
+    }
+}
+
+impl Meta {
+    /// This metadata with its [`Described`] values for the file at `rel` (the file
+    /// layer calls this once per version it finds).
+    pub fn described(mut self, rel: &str) -> Meta {
+        self.described = Some(std::rc::Rc::new(Described::new(rel, &self)));
+        self
+    }
 }
 
 /// `Content-Type` for what [`content_type`] returned, with `charset=utf-8` on text types.

@@ -94,9 +94,9 @@ fn stats_path_matches_decoded_path() {
     }
 }
 
-fn validators() -> Validators {
+fn validators() -> Validators<'static> {
     Validators {
-        etag: "\"abc\"".into(),
+        etag: "\"abc\"",
         last_modified: UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000),
     }
 }
