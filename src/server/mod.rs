@@ -256,7 +256,7 @@ impl Server {
     /// Binds the listening socket; connections use `transport`.
     pub fn bind_over(config: Config, transport: Transport) -> Result<Server, BindError> {
         let addr = config.bind;
-        let listener = transport::listen(addr, config.limits.linger).map_err(|source| BindError { addr, source })?;
+        let listener = transport::listen(addr).map_err(|source| BindError { addr, source })?;
         let poller = Arc::new(Poller::new().map_err(|source| BindError { addr, source })?);
         // Room for every open connection plus the queue, so the idle watcher never
         // blocks handing one back; the accept loop sheds load at `queue_depth`.
@@ -433,6 +433,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, jobs: &Sender<Conn>
         }
         if jobs.len() >= limits.queue_depth {
             shed(shared, &mut stream, "All workers are busy.");
+            continue;
+        }
+        if let Err(e) = stream.set_linger(limits.linger) {
+            log::debug!("accept: cannot configure {peer}: {e}");
             continue;
         }
         let conn = Conn::new(
