@@ -574,6 +574,7 @@ fn other_fds(pid: u32, root: &Path) -> usize {
 // ---------------------------------------------------------------------------------
 
 /// Sizes and timeouts of one slow-client run.
+#[derive(Clone)]
 struct Slow {
     /// Connections sending one header byte every 2 s.
     heads: usize,
@@ -868,7 +869,28 @@ fn best_throughput(addr: SocketAddr, window: Duration) -> Rate {
     }
 }
 
+/// Runs the scenario; if only the throughput ratio missed, once more. The ratio is
+/// the one check another test can spoil: the heavy tests take turns, but the light
+/// ones still share the 2 cores, and one that runs during the loaded measurement
+/// and not the unloaded one lowers the ratio (0.78 seen in a full-suite run where
+/// the test alone measured 1.14-1.28). Every other check must hold the first time.
 fn slow_clients(plan: Slow) {
+    let (wrong, only_throughput) = slow_clients_once(&plan);
+    if wrong.is_empty() {
+        return;
+    }
+    assert!(only_throughput, "{}", wrong.join("\n"));
+    eprintln!(
+        "throughput ratio missed ({}); measuring the scenario once more",
+        wrong.join("; ")
+    );
+    let (again, _) = slow_clients_once(&plan);
+    assert!(again.is_empty(), "{}", again.join("\n"));
+}
+
+/// One run of the scenario: what went wrong, and whether that was only the
+/// throughput ratio.
+fn slow_clients_once(plan: &Slow) -> (Vec<String>, bool) {
     let _turn = heavy();
     raise_nofile(2 * (plan.heads + plan.readers) as u64 + 1024);
     let server = TestServer::start(|c| {
@@ -887,7 +909,7 @@ fn slow_clients(plan: Slow) {
     let give_up = plan.head_timeout + plan.write_timeout + plan.window * 2 + Duration::from_secs(30);
     let attacker = {
         let (ready, stop, handle) = (Arc::clone(&ready), Arc::clone(&stop), server.handle.clone());
-        let plan = Slow { ..plan };
+        let plan = plan.clone();
         thread::spawn(move || attack(&handle, addr, &plan, &ready, &stop, give_up))
     };
     let ramp = Instant::now();
@@ -930,6 +952,7 @@ fn slow_clients(plan: Slow) {
     // Shedding a normal client's new connection with 503 while a wave of slow heads
     // fills the queue is counted, and tolerated only as a rare event (1%).
     let loaded_ok = loaded.ok_per_sec * plan.window.as_secs_f64();
+    let slow = ratio < 0.8 && loaded.failures as f64 <= 0.01 * loaded_ok;
     if ratio < 0.8 || loaded.failures as f64 > 0.01 * loaded_ok {
         wrong.push(format!(
             "normal throughput fell to {:.0}% of unloaded under attack, with {} failed requests ({:?})",
@@ -959,7 +982,8 @@ fn slow_clients(plan: Slow) {
             last.open_connections, last.busy_workers
         ));
     }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let only_throughput = slow && wrong.len() == 1;
+    (wrong, only_throughput)
 }
 
 #[test]
