@@ -14,7 +14,9 @@
 //!   CPU bcrypt takes.
 //!
 //! A lock guards the table; only credentials that are not cached take it (a first
-//! login, or a failure), never the hot path.
+//! login, or a failure), never the hot path. An owner thread fed by a channel was
+//! the alternative: the worker needs the answer before it can plan, so each attempt
+//! would become a request, a wake-up and a reply instead of an uncontended lock.
 
 use crate::limits::{AUTH_FAILURE_MEMORY, AUTH_FAILURE_SOURCES, AUTH_FIRST_DELAY, AUTH_FREE_FAILURES, AUTH_MAX_DELAY};
 use std::collections::HashMap;

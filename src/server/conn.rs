@@ -155,16 +155,9 @@ impl Conn {
         }
     }
 
-    /// Whether the connection goes back to the workers' queue at once (a response
-    /// that gave up its turn, see [`Pending::turn`]); clears the mark.
-    pub fn take_turn(&mut self) -> bool {
-        match &mut self.state {
-            State::Sending(p) => std::mem::take(&mut p.turn),
-            _ => false,
-        }
-    }
-
-    /// Whether it waits for its turn in the queue rather than for the socket.
+    /// Whether it waits for its turn in the queue rather than for the socket (a
+    /// response that gave up its turn, see [`Pending::turn`]; the mark is set afresh
+    /// each time the response parks).
     pub fn wants_turn(&self) -> bool {
         matches!(&self.state, State::Sending(p) if p.turn)
     }

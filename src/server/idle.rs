@@ -42,9 +42,9 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
             }
         }
         let mut added = false;
-        while let Ok(mut conn) = parked_rx.try_recv() {
+        while let Ok(conn) = parked_rx.try_recv() {
             let key = conn.key();
-            if conn.take_turn() {
+            if conn.wants_turn() {
                 // A response that used its turn: to the back of the queue at once.
                 let _ = jobs.send(conn);
             } else if early.remove(&key).is_some() {
@@ -184,23 +184,22 @@ fn evict_longest_idle(parked: &mut Parked, cap: usize, jobs: &Sender<Conn>) {
 /// hears first: a 408 only to one that stalled mid-head), and sends held requests
 /// whose time has come back to the workers.
 fn sweep(shared: &Shared, parked: &mut Parked, now: Instant, jobs: &Sender<Conn>) {
-    let due: Vec<usize> = (parked.conns.iter())
-        .filter(|(_, c)| c.held_until().is_some_and(|until| until <= now))
-        .map(|(&k, _)| k)
+    let limits = &shared.config.limits;
+    // One pass: held requests whose time has come (`None`), phases that timed out.
+    let ready: Vec<(usize, Option<Timeout>)> = (parked.conns.iter())
+        .filter_map(|(&k, c)| match c.held_until() {
+            Some(until) => (until <= now).then_some((k, None)),
+            None => Some((k, Some(c.timed_out(now, limits.idle_timeout)?))),
+        })
         .collect();
-    for key in due {
-        if let Some(mut conn) = parked.remove(key) {
-            conn.release(now, shared.config.limits.head_timeout);
-            let _ = jobs.send(conn);
-        }
-    }
-    let idle_timeout = shared.config.limits.idle_timeout;
-    let expired: Vec<(usize, Timeout)> = (parked.conns.iter())
-        .filter_map(|(&k, c)| Some((k, c.timed_out(now, idle_timeout)?)))
-        .collect();
-    for (key, timeout) in expired {
-        if let Some(mut conn) = parked.remove(key) {
-            conn.expire(timeout);
+    for (key, timeout) in ready {
+        let Some(mut conn) = parked.remove(key) else { continue };
+        match timeout {
+            None => {
+                conn.release(now, limits.head_timeout);
+                let _ = jobs.send(conn);
+            }
+            Some(timeout) => conn.expire(timeout),
         }
     }
 }

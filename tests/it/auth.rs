@@ -229,16 +229,21 @@ fn get_from(s: &TestServer, source: u8, authorization: &str) -> Response {
     read_response(&mut BufReader::new(c), false).unwrap()
 }
 
+/// alice's `Authorization` values with a wrong password and with the right one.
+fn wrong_and_right() -> (String, String) {
+    (
+        format!("Basic {}", basic("alice", "nope")),
+        format!("Basic {}", basic("alice", "secret")),
+    )
+}
+
 /// An address gets its first failures answered at once; past them, its next attempt
 /// waits (in the idle watcher: the workers go on serving others), and is then checked
 /// for real: the right password after a few wrong ones gets in, and is forgiven.
 #[test]
 fn an_address_that_keeps_failing_waits_then_is_checked() {
     let s = server(4, 2);
-    let (wrong, right) = (
-        format!("Basic {}", basic("alice", "nope")),
-        format!("Basic {}", basic("alice", "secret")),
-    );
+    let (wrong, right) = wrong_and_right();
     let timed = |source: u8, auth: &str| {
         let t = Instant::now();
         let status = get_from(&s, source, auth).status;
@@ -295,10 +300,7 @@ fn an_address_that_keeps_failing_waits_then_is_checked() {
 #[test]
 fn cached_credentials_pass_at_once_from_an_address_being_held() {
     let s = server(4, 2);
-    let (wrong, right) = (
-        format!("Basic {}", basic("alice", "nope")),
-        format!("Basic {}", basic("alice", "secret")),
-    );
+    let (wrong, right) = wrong_and_right();
     assert_eq!(get_from(&s, 25, &right).status, 200);
     for _ in 0..5 {
         assert_eq!(get_from(&s, 25, &wrong).status, 401);
