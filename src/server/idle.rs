@@ -5,7 +5,9 @@
 //! longest-idle first.
 //!
 //! This is what lets a fixed pool of workers hold thousands of open connections: a
-//! worker never waits on a silent client for longer than the linger.
+//! worker never waits on a silent client for longer than the linger. The watcher is a
+//! `SCHED_BATCH` thread, so it gathers readiness while workers run instead of
+//! preempting them for each event (see `sched`).
 
 use super::conn::{Conn, Timeout};
 use super::Shared;
@@ -27,6 +29,7 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// readiness event can arrive before the connection does; such early events are kept
 /// and matched when it arrives. Connections leave the epoll set only when they close.
 pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, jobs: Sender<Conn>) {
+    super::sched::prefer_batch("idle watcher");
     let mut parked = Parked::default();
     let mut early: HashMap<usize, Instant> = HashMap::new();
     let idle_cap = idle_cap(shared.config.limits.max_connections);

@@ -16,6 +16,7 @@ mod execute;
 mod idle;
 mod output;
 mod reload;
+mod sched;
 mod site;
 mod transport;
 mod worker;
