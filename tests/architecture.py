@@ -6,7 +6,8 @@
 2. No import cycles between modules. A module is a file under src/, except that a
    folder below a top-level folder counts as one module (src/http/plan/ is
    `http::plan`); a submodule reaching its own parent with `super::` is not an edge.
-3. `unsafe` appears only in src/server/transport.rs and src/main.rs.
+3. `unsafe` appears only in src/server/transport.rs, src/server/sched.rs (the idle
+   watcher's scheduling policy: one libc call) and src/main.rs.
 
 Exits non-zero with one line per violation.
 """
@@ -20,7 +21,7 @@ CORE_FORBIDDEN = re.compile(
     r"\b(std::fs|std::net|std::process|libc::|rustix|polling|socket2|SystemTime::now|Instant::now"
     r"|crate::(files|server|config|stats|log_writer))\b"
 )
-UNSAFE_ALLOWED = {"server/transport.rs", "main.rs"}
+UNSAFE_ALLOWED = {"server/transport.rs", "server/sched.rs", "main.rs"}
 
 
 def module_of(path: pathlib.Path) -> str:

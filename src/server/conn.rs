@@ -3,12 +3,12 @@
 //! HTTP decisions here.
 
 use super::output::Owned;
+use super::poll::Poller;
 use super::transport::Stream;
 use crate::clock;
 use crate::http::status::Status;
 use crate::limits::READ_BUF_BYTES;
 use crate::stats::{Gauges, Record};
-use polling::Poller;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

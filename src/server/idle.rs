@@ -10,11 +10,11 @@
 //! preempting them for each event (see `sched`).
 
 use super::conn::{Conn, Timeout};
+use super::poll::Poller;
 use super::Shared;
 use crate::clock;
 use crate::limits::MAX_IDLE_PERCENT;
 use crossbeam_channel::{Receiver, Sender};
-use polling::{Events, Poller};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,47 +25,61 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs until shutdown; closes every parked connection on the way out.
 ///
-/// Workers arm each connection's one-shot registration before they send it here, so a
-/// readiness event can arrive before the connection does; such early events are kept
-/// and matched when it arrives. Connections leave the epoll set only when they close.
+/// Connections are registered edge-triggered, once (see `Stream::arm`), so readiness
+/// is reported wherever a connection is: here, on its way here, queued, or in a
+/// worker. Events for a connection not parked here are kept, with when they were
+/// seen, and matched when it arrives: it goes straight back to the workers unless its
+/// last read, which emptied the socket, began after the event (then that input was
+/// read). One entry per descriptor at most, replaced by each newer event, so the table
+/// is bounded by the open descriptors and needs no expiry: a stale entry left by a
+/// closed connection is older than any read of the next connection on that
+/// descriptor. Connections leave the epoll set only when they close.
 pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, jobs: Sender<Conn>) {
     super::sched::prefer_batch("idle watcher");
     let mut parked = Parked::default();
     let mut early: HashMap<usize, Instant> = HashMap::new();
     let idle_cap = idle_cap(shared.config.limits.max_connections);
-    let mut events = Events::new();
+    let (mut buf, mut ready) = (Vec::new(), Vec::new());
     let mut next_sweep = clock::deadline(Instant::now(), SWEEP_EVERY);
     loop {
-        events.clear();
         let timeout = next_sweep.saturating_duration_since(Instant::now());
-        if let Err(e) = poller.wait(&mut events, Some(timeout)) {
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                log::error!("idle watcher: epoll_wait failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        if let Err(e) = poller.wait(&mut buf, &mut ready, timeout) {
+            log::error!("idle watcher: epoll_wait failed: {e}");
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let seen = Instant::now();
         let mut added = false;
-        while let Ok(conn) = parked_rx.try_recv() {
+        while let Ok(mut conn) = parked_rx.try_recv() {
             let key = conn.key();
-            if conn.wants_turn() {
-                // A response that used its turn: to the back of the queue at once.
-                let _ = jobs.send(conn);
-            } else if early.remove(&key).is_some() {
-                // The channel's capacity covers every open connection, so this never
+            let early_input = early
+                .remove(&key)
+                .is_some_and(|at| conn.stream.may_have_input_since(at));
+            if conn.wants_turn() || (early_input && conn.held_until().is_none()) {
+                // A response that used its turn goes to the back of the queue at once;
+                // so does a connection whose input came while it was on its way. The
+                // channel's capacity covers every open connection, so this never
                 // blocks; it fails only when the workers are gone (shutdown).
                 let _ = jobs.send(conn);
             } else {
+                if early_input {
+                    conn.stream.forget_drained();
+                }
                 parked.insert(key, conn);
                 added = true;
             }
         }
-        for ev in events.iter() {
-            match parked.remove(ev.key) {
-                Some(conn) => {
-                    let _ = jobs.send(conn);
+        for &key in &ready {
+            match parked.conns.get_mut(&key) {
+                // A held request waits for its time whatever its client sends; the
+                // edge is spent, so its next park asks the kernel again.
+                Some(conn) if conn.held_until().is_some() => conn.stream.forget_drained(),
+                Some(_) => {
+                    if let Some(conn) = parked.remove(key) {
+                        let _ = jobs.send(conn);
+                    }
                 }
                 None => {
-                    early.insert(ev.key, Instant::now());
+                    early.insert(key, seen);
                 }
             }
         }
@@ -75,7 +89,7 @@ pub fn run(shared: Arc<Shared>, poller: Arc<Poller>, parked_rx: Receiver<Conn>, 
         let now = Instant::now();
         if now >= next_sweep {
             sweep(&shared, &mut parked, now, &jobs);
-            early.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(1));
+            poller.reset_wake();
             next_sweep = clock::deadline(now, SWEEP_EVERY);
         }
         parked.publish(&shared.gauges);

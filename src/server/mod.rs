@@ -15,6 +15,7 @@ mod drain;
 mod execute;
 mod idle;
 mod output;
+mod poll;
 mod reload;
 mod sched;
 mod site;
@@ -35,7 +36,7 @@ use crate::log_writer;
 use crate::stats::{self, Gauges, Msg, Snapshot};
 use conn::{Conn, OpenGuard};
 use crossbeam_channel::{Receiver, Sender};
-use polling::Poller;
+use poll::Poller;
 use reload::Reloadable;
 use std::fmt;
 use std::io;
@@ -138,8 +139,9 @@ impl Shared {
 
     /// Hands a connection that waits for its client to the idle watcher (or closes it
     /// during shutdown, unless a response is still going out). The worker arms the
-    /// poller itself (one `epoll_ctl`); the notification that makes the watcher take the
-    /// connection is coalesced by `polling`, so a busy watcher costs no extra syscall.
+    /// poller itself (an `epoll_ctl` only where `Stream::arm` needs one); the
+    /// notification that makes the watcher take the connection is coalesced, so a busy
+    /// watcher costs no extra system call.
     pub fn park(&self, mut conn: Conn) {
         let sending = conn.is_sending();
         if self.is_shutting_down() && !sending {

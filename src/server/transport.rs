@@ -20,8 +20,8 @@
 //! sends it, and sends `close_notify` in [`Stream::close`]. Plain HTTP sent to it is
 //! recognised by its first byte ([`Stream::plaintext_on_tls`]).
 
+use super::poll::Poller;
 use crate::limits::{COPY_CHUNK_BYTES, WRITE_LINGER};
-use polling::{Event, Poller};
 use rustix::net::{RecvFlags, SendFlags};
 use rustls::{ServerConfig, ServerConnection};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -32,7 +32,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How connections send what they send; chosen once, when the server binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +97,16 @@ pub struct Stream {
     layer: Layer,
     /// The socket was made non-blocking (after its first parked response).
     nonblocking: bool,
-    /// The poller this socket is registered with (from its first park until it drops;
-    /// one-shot, so each park re-arms it).
+    /// The poller this socket is registered with, edge-triggered, from its first park
+    /// until it drops (see [`Stream::arm`]).
     watch: Option<Arc<Poller>>,
+    /// The interest registered: writable (a response waits for room) or readable.
+    writable: bool,
+    /// When the last read that left the socket empty began (it returned less than it
+    /// asked for, or nothing was there); `None` after a read that filled its buffer
+    /// and always under TLS (rustls reads records in its own sizes). Input that came
+    /// after this instant raised a readiness edge; input from before was read.
+    drained_at: Option<Instant>,
 }
 
 impl Drop for Stream {
@@ -134,6 +141,8 @@ impl Stream {
             layer,
             nonblocking: false,
             watch: None,
+            writable: false,
+            drained_at: None,
         }
     }
 
@@ -163,18 +172,50 @@ impl Stream {
 
     /// Reads input, waiting up to the read timeout (the linger); 0 means the peer closed.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.layer {
+        let began = Instant::now();
+        let got = match &mut self.layer {
             Layer::Plain | Layer::Copy => self.tcp.read(buf),
             Layer::Tls(tls) => tls.read(&self.tcp, true, buf),
-        }
+        };
+        self.note_read(began, buf.len(), &got);
+        got
     }
 
     /// Reads only input already received (`recv` with `MSG_DONTWAIT`), or `WouldBlock`.
     pub fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.layer {
+        let began = Instant::now();
+        let got = match &mut self.layer {
             Layer::Plain | Layer::Copy => recv_now(&self.tcp, buf),
             Layer::Tls(tls) => tls.read(&self.tcp, false, buf),
-        }
+        };
+        self.note_read(began, buf.len(), &got);
+        got
+    }
+
+    /// Records whether a read that began at `began` left the socket empty: a TCP
+    /// `recv` takes everything queued up to its length, so a short read, the end of
+    /// input, or nothing there (the linger ran out) all mean it did.
+    fn note_read(&mut self, began: Instant, asked: usize, got: &io::Result<usize>) {
+        let drained = match got {
+            _ if matches!(self.layer, Layer::Tls(_)) => false,
+            Ok(n) => *n < asked,
+            Err(e) => matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+        };
+        self.drained_at = drained.then_some(began);
+    }
+
+    /// Whether a readiness event the watcher saw at `seen`, while this connection was
+    /// not parked, may stand for input not read yet (the edge-triggered registration
+    /// reports input wherever the connection is). Only an event from before the last
+    /// read that emptied the socket is known to be spent.
+    pub fn may_have_input_since(&self, seen: Instant) -> bool {
+        self.drained_at.is_none_or(|drained| seen >= drained)
+    }
+
+    /// Forgets that the socket was emptied: its readiness event was taken without a
+    /// read (the connection was held), so the next park must ask the kernel again.
+    pub fn forget_drained(&mut self) {
+        self.drained_at = None;
     }
 
     /// Whether input is waiting in the transport's own buffer (no system call). Plain
@@ -262,27 +303,28 @@ impl Stream {
         }
     }
 
-    /// Arms the one-shot poller registration: readable, or writable while a response
-    /// waits for the client. Registers the socket on its first park.
+    /// Arms the poller registration: readable, or writable while a response waits for
+    /// the client. The registration is edge-triggered and made once, on the first
+    /// park: an edge is raised for every arrival of input, so a connection whose last
+    /// read emptied the socket is parked readable again without a system call (this
+    /// saved the `epoll_ctl` of every keep-alive request). A change of interest, or a
+    /// socket that may still hold input (a read that filled its buffer, TLS, an edge
+    /// taken while held), is re-registered: `epoll_ctl` checks readiness then, so
+    /// input already there raises an event at once.
     pub fn arm(&mut self, poller: &Arc<Poller>, writable: bool) -> io::Result<()> {
         let key = self.key();
-        let interest = if writable {
-            Event::writable(key)
-        } else {
-            Event::readable(key)
-        };
         match &self.watch {
-            Some(p) => p.modify(&self.tcp, interest),
+            Some(_) if !writable && !self.writable && self.drained_at.is_some() => {}
+            Some(p) => p.modify(&self.tcp, key, writable)?,
             None => {
-                // SAFETY: `polling` requires the source to be deleted before it is
-                // closed. The socket is owned by this `Stream`, never handed out, and
-                // `Drop for Stream` deletes it from `watch` (set just below, and
-                // never replaced) before the `TcpStream` field closes it.
-                unsafe { poller.add(&self.tcp, interest)? };
+                // `Drop for Stream` deletes it from `watch` (set here, never replaced)
+                // before the `TcpStream` field closes it.
+                poller.add(&self.tcp, key, writable)?;
                 self.watch = Some(Arc::clone(poller));
-                Ok(())
             }
         }
+        self.writable = writable;
+        Ok(())
     }
 }
 

@@ -296,6 +296,46 @@ fn an_address_that_keeps_failing_waits_then_is_checked() {
     }
 }
 
+/// Parked connections are registered with the idle watcher once, edge-triggered, so
+/// input that arrives while a request is held raises an event too: the held request
+/// still waits its time, and the input that came is answered after it.
+#[test]
+fn a_held_request_waits_its_time_even_when_its_client_sends_more() {
+    let auth = Authenticator::parse(&htpasswd(4), "test").unwrap().with_max_checks(2);
+    let s = TestServer::start(|c| {
+        c.auth = Some(Arc::new(auth));
+        c.auth_challenge = threadserve::http::auth::challenge("files");
+        // No linger: every connection is parked (and so registered) between requests.
+        c.limits.linger = Duration::ZERO;
+    });
+    let (wrong, right) = wrong_and_right();
+    let mut c = s.connect_from(std::net::Ipv4Addr::new(127, 0, 0, 30));
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let request = |auth: &str| format!("GET /hello.txt HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\n\r\n");
+    for _ in 0..4 {
+        c.write_all(request(&wrong).as_bytes()).unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().status, 401);
+        // Long enough for the connection to reach the idle watcher.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    c.write_all(request(&wrong).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    c.write_all(request(&right).as_bytes()).unwrap();
+    let held = read_response(&mut r, false).unwrap();
+    let took = t.elapsed();
+    assert_eq!(held.status, 401);
+    assert!(
+        took >= Duration::from_millis(200),
+        "the held request was answered early: {took:?}"
+    );
+    assert_eq!(
+        read_response(&mut r, false).unwrap().status,
+        200,
+        "then the one sent meanwhile"
+    );
+}
+
 /// Credentials that passed before pass at once from an address that is held.
 #[test]
 fn cached_credentials_pass_at_once_from_an_address_being_held() {

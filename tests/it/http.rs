@@ -32,6 +32,28 @@ fn three_pipelined_requests_in_one_write_are_answered_in_order() {
     }
 }
 
+/// Without a linger a connection is parked as soon as its buffer is used up. When
+/// its last read filled the buffer with whole requests, more may wait on the socket
+/// with no new arrival to raise an edge: the park must ask the kernel again (the
+/// registration is edge-triggered), or these would wait for the idle timeout.
+#[test]
+fn pipelined_requests_filling_whole_read_buffers_are_all_answered_without_a_linger() {
+    let server = TestServer::start(|c| c.limits.linger = std::time::Duration::ZERO);
+    // 64 bytes each: a read buffer holds a whole number of them.
+    let one = format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n", "p".repeat(27));
+    assert_eq!(one.len(), 64);
+    assert_eq!(threadserve::limits::READ_BUF_BYTES % one.len(), 0);
+    let mut s = server.connect();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    for round in 0..3 {
+        s.write_all(one.repeat(200).as_bytes()).unwrap();
+        for i in 0..200 {
+            let res = read_response(&mut r, false).unwrap_or_else(|| panic!("round {round}, response {i}"));
+            assert_eq!(res.body, b"A");
+        }
+    }
+}
+
 #[test]
 fn connection_close_is_honoured_and_announced() {
     let server = TestServer::start(|_| {});
