@@ -153,6 +153,15 @@ pub const CACHE_ENTRIES: usize = 16 * 1024;
 /// load test's 10,000 × 1 KiB files take about 10 MiB per worker.
 pub const CACHE_INLINE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Paths each worker's file cache remembers as absent (see `files::cache`), and the
+/// longest path it remembers so: at most 1,024 × 255 bytes of names per worker. A
+/// browser asks for every file with `Accept-Encoding: gzip, deflate, br, zstd`, and
+/// each `FILE.br`, `FILE.zst` and `FILE.gz` that does not exist cost an `openat2`
+/// per request; remembered, the three cost one `statx` of their directory.
+pub const CACHE_ABSENT: usize = 1024;
+/// See [`CACHE_ABSENT`].
+pub const CACHE_ABSENT_PATH_BYTES: usize = 255;
+
 /// Open descriptors (larger files, directories) each worker's cache holds. 8 workers
 /// × 64 = 512 descriptors (64 workers: 4,096), beside `MAX_CONNECTIONS`.
 pub const CACHE_DESCRIPTORS: usize = 64;

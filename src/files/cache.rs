@@ -7,8 +7,18 @@
 //! mtime, ctime and mode (ctime catches chmod and link changes, and the kernel gives
 //! it a fine-grained stamp once it has been queried). Anything else — a miss, a
 //! difference, an error — opens the path afresh under the root's containment rule,
-//! and that handle's own metadata becomes the entry. Absence is never cached, so a
-//! new `FILE.gz` or `index.html` is seen at once.
+//! and that handle's own metadata becomes the entry.
+//!
+//! Absence is remembered the same way, against the directory: a path found to have
+//! no entry at all (not even a dangling symlink) is absent while its directory is the
+//! same version, by the same comparison, since adding, renaming or removing an entry
+//! changes the directory's mtime and ctime. So the `FILE.br`, `FILE.zst` and
+//! `FILE.gz` a browser's `Accept-Encoding` makes the planner look for cost one
+//! `statx` of their directory per request (shared by the three within a request, and
+//! taken after the request began) instead of three failing `openat2`s, and a new
+//! `FILE.gz` is still seen by the first request after it appears. Measured with oha
+//! (which sends `Accept-Encoding: gzip, br, deflate, zstd`), 1 KiB at 64 connections:
+//! 6.1 system calls per request before, 4.1 after.
 //!
 //! Measured (`strace -c`, `wrk`, 1 KiB file): a hit costs the one `statx` (about
 //! 0.5 µs) plus the socket calls; small files are kept as bytes, so a hit reads
@@ -17,7 +27,10 @@
 use super::dir::Listing;
 use super::identity::{identity_of, Identity};
 use super::{Body, Kind, OpenError, Root};
-use crate::limits::{CACHE_DESCRIPTORS, CACHE_ENTRIES, CACHE_IDLE, CACHE_INLINE_BYTES, INLINE_BODY_MAX};
+use crate::limits::{
+    CACHE_ABSENT, CACHE_ABSENT_PATH_BYTES, CACHE_DESCRIPTORS, CACHE_ENTRIES, CACHE_IDLE, CACHE_INLINE_BYTES,
+    INLINE_BODY_MAX,
+};
 use rustix::fd::{AsFd, OwnedFd};
 
 use std::collections::HashMap;
@@ -51,6 +64,10 @@ pub struct FileCache {
     entries: HashMap<String, Entry>,
     inline_bytes: usize,
     descriptors: usize,
+    /// Paths with no entry, by the identity their directory had (see the module doc).
+    absent: HashMap<String, Identity>,
+    /// The directory last checked for an absent path in this request, and what it was.
+    dir_seen: Option<(String, Option<Identity>)>,
 }
 
 impl FileCache {
@@ -62,7 +79,14 @@ impl FileCache {
             entries: HashMap::new(),
             inline_bytes: 0,
             descriptors: 0,
+            absent: HashMap::new(),
+            dir_seen: None,
         }
+    }
+
+    /// A new request begins: what its lookups learn of directories is taken from now.
+    pub fn begin_request(&mut self) {
+        self.dir_seen = None;
     }
 
     /// The root this cache opens under.
@@ -95,8 +119,57 @@ impl FileCache {
                 _ => self.remove(rel),
             }
         }
-        let fd = self.root.open(rel, self.follow).map_err(OpenError::from)?;
-        self.fill(rel, fd)
+        if let Some(&then) = self.absent.get(rel) {
+            if self.dir_now(parent(rel)) == Some(then) {
+                return Err(OpenError::NotFound);
+            }
+            self.absent.remove(rel);
+        }
+        match self.root.open(rel, self.follow) {
+            Ok(fd) => self.fill(rel, fd),
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::ENOENT) {
+                    self.note_absent(rel);
+                }
+                Err(OpenError::from(e))
+            }
+        }
+    }
+
+    /// The identity of the directory `dir` now, checked once per request.
+    fn dir_now(&mut self, dir: &str) -> Option<Identity> {
+        if let Some((seen, id)) = &self.dir_seen {
+            if seen == dir {
+                return *id;
+            }
+        }
+        let id = self.root.stat(dir).ok().map(|s| Identity::of(&s));
+        self.dir_seen = Some((dir.to_string(), id));
+        id
+    }
+
+    /// Remembers that `rel`, which just failed to open with ENOENT, has no entry in
+    /// its directory: only if the directory is a directory, the name has no entry (a
+    /// dangling symlink would one day lead somewhere), and the directory did not
+    /// change around that check.
+    fn note_absent(&mut self, rel: &str) {
+        if rel.len() > CACHE_ABSENT_PATH_BYTES {
+            return;
+        }
+        let dir = parent(rel);
+        let stat_dir = |root: &Root| root.stat(dir).ok().map(|s| Identity::of(&s));
+        let Some(before) = stat_dir(&self.root).filter(|id| id.kind() == Kind::Dir) else {
+            return;
+        };
+        let no_entry = matches!(self.root.lstat(rel), Err(e) if e.raw_os_error() == Some(libc::ENOENT));
+        if !no_entry || stat_dir(&self.root) != Some(before) {
+            return;
+        }
+        if self.absent.len() >= CACHE_ABSENT {
+            self.absent.clear();
+        }
+        self.dir_seen = Some((dir.to_string(), Some(before)));
+        self.absent.insert(rel.to_string(), before);
     }
 
     /// What `name` inside the directory `dir` (just looked up as `dir_rel`) names
@@ -149,6 +222,8 @@ impl FileCache {
     /// Drops everything.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.absent.clear();
+        self.dir_seen = None;
         self.inline_bytes = 0;
         self.descriptors = 0;
     }
@@ -217,6 +292,11 @@ impl FileCache {
             self.descriptors -= fds;
         }
     }
+}
+
+/// The directory part of a path under the root (`""` for the root itself).
+fn parent(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
 /// Memory and descriptors an entry holds.

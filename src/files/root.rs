@@ -151,6 +151,17 @@ impl Root {
         )?)
     }
 
+    /// Metadata of `rel` itself, not following a final symlink: whether the directory
+    /// holds an entry by that name at all.
+    pub fn lstat(&self, rel: &str) -> io::Result<Statx> {
+        Ok(rustix::fs::statx(
+            self.fd.as_fd(),
+            rel,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        )?)
+    }
+
     fn open_from(&self, start: BorrowedFd<'_>, rel: &str, follow: bool, flags: OFlags) -> io::Result<OwnedFd> {
         let path = if rel.is_empty() { "." } else { rel };
         if follow {

@@ -135,6 +135,7 @@ impl Executor {
             self.auth = auth;
         }
         test_hook(shared, head);
+        self.cache.begin_request();
         self.front.sweep(&shared.compressed);
         let policy = policy(&shared.config);
         let mut site = FileSite {

@@ -254,6 +254,68 @@ fn new_precompressed_variant_and_new_index_are_seen_at_once() {
     );
 }
 
+/// The `Content-Encoding` a gzip-accepting client gets for `path`, or "".
+fn encoding_for_gzip(s: &TestServer, path: &str) -> String {
+    let r = s.request(&format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(r.status, 200, "{path}");
+    r.header("content-encoding").unwrap_or("").to_string()
+}
+
+/// Absence is remembered against the directory's version (one `statx` instead of an
+/// `openat2` per missing variant): each request made after a variant appears or goes
+/// away sees it, however quickly the changes follow each other, and whether it came
+/// by a new file, a rename over or a hard link, on this file system and on tmpfs.
+#[test]
+fn variants_that_come_and_go_between_requests_are_seen_by_each_next_request() {
+    let check = |s: &TestServer, dir: &std::path::Path, url: &str| {
+        write(dir, "app.js", b"console.log(1)");
+        for round in 0..100 {
+            assert_eq!(encoding_for_gzip(s, url), "", "round {round}: no variant yet");
+            match round % 3 {
+                0 => write(dir, "app.js.gz", b"GZ"),
+                1 => {
+                    write(dir, "tmp", b"GZ");
+                    std::fs::rename(dir.join("tmp"), dir.join("app.js.gz")).unwrap();
+                }
+                _ => {
+                    write(dir, "tmp", b"GZ");
+                    std::fs::hard_link(dir.join("tmp"), dir.join("app.js.gz")).unwrap();
+                    std::fs::remove_file(dir.join("tmp")).unwrap();
+                }
+            }
+            assert_eq!(encoding_for_gzip(s, url), "gzip", "round {round}: the variant appeared");
+            std::fs::remove_file(dir.join("app.js.gz")).unwrap();
+        }
+    };
+    let s = TestServer::start(one_worker);
+    std::fs::create_dir(s.root().join("v")).unwrap();
+    check(&s, &s.root().join("v"), "/v/app.js");
+    if let Ok(shm) = tempfile::tempdir_in("/dev/shm") {
+        let s = TestServer::start(|c| {
+            c.threads = 1;
+            c.follow_symlinks = true;
+        });
+        symlink(shm.path(), s.root().join("shm")).unwrap();
+        check(&s, shm.path(), "/shm/app.js");
+    }
+}
+
+/// A name that is a dangling symlink is not absent: once its target appears, the
+/// next request is served through it.
+#[test]
+fn a_variant_behind_a_dangling_symlink_is_used_once_its_target_appears() {
+    let s = TestServer::start(one_worker);
+    write(&s.root(), "app.js", b"console.log(1)");
+    std::fs::create_dir(s.root().join("gz")).unwrap();
+    symlink("gz/app.js.gz", s.root().join("app.js.gz")).unwrap();
+    assert_eq!(encoding_for_gzip(&s, "/app.js"), "");
+    assert_eq!(encoding_for_gzip(&s, "/app.js"), "");
+    write(&s.root().join("gz"), "app.js.gz", b"GZ");
+    assert_eq!(encoding_for_gzip(&s, "/app.js"), "gzip");
+}
+
 #[test]
 fn far_future_mtime_is_served_with_a_clamped_last_modified() {
     let s = TestServer::start(|_| {});
