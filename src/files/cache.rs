@@ -153,7 +153,10 @@ impl FileCache {
     /// dangling symlink would one day lead somewhere), and the directory did not
     /// change around that check.
     fn note_absent(&mut self, rel: &str) {
-        if rel.len() > CACHE_ABSENT_PATH_BYTES {
+        // Full: checking would cost two `statx` and an `lstat` for nothing (a site with
+        // more missing variants than the table holds, such as the random-path load
+        // test's 30,000, would pay them on every request); the purge makes room.
+        if rel.len() > CACHE_ABSENT_PATH_BYTES || self.absent.len() >= CACHE_ABSENT {
             return;
         }
         let dir = parent(rel);
@@ -164,9 +167,6 @@ impl FileCache {
         let no_entry = matches!(self.root.lstat(rel), Err(e) if e.raw_os_error() == Some(libc::ENOENT));
         if !no_entry || stat_dir(&self.root) != Some(before) {
             return;
-        }
-        if self.absent.len() >= CACHE_ABSENT {
-            self.absent.clear();
         }
         self.dir_seen = Some((dir.to_string(), Some(before)));
         self.absent.insert(rel.to_string(), before);
@@ -209,6 +209,9 @@ impl FileCache {
     /// its next request into a miss (in the random-path load test, one request in
     /// seven). O(entries): the caller decides how often (see `Executor::purge_cache`).
     pub fn purge(&mut self, now: Instant, everything: bool) {
+        if self.absent.len() >= CACHE_ABSENT {
+            self.absent.clear();
+        }
         let stale: Vec<String> = (self.entries.iter())
             .filter(|(_, e)| everything || cost(&e.found).1 > 0)
             .filter(|(_, e)| now.saturating_duration_since(e.used) >= CACHE_IDLE)
