@@ -143,9 +143,14 @@ impl FileCache {
                 return *id;
             }
         }
-        let id = self.root.stat(dir).ok().map(|s| Identity::of(&s));
+        let id = self.identity_now(dir);
         self.dir_seen = Some((dir.to_string(), id));
         id
+    }
+
+    /// What `rel` names now, by one `statx` (following symlinks), if anything.
+    fn identity_now(&self, rel: &str) -> Option<Identity> {
+        self.root.stat(rel).ok().map(|s| Identity::of(&s))
     }
 
     /// Remembers that `rel`, which just failed to open with ENOENT, has no entry in
@@ -160,12 +165,11 @@ impl FileCache {
             return;
         }
         let dir = parent(rel);
-        let stat_dir = |root: &Root| root.stat(dir).ok().map(|s| Identity::of(&s));
-        let Some(before) = stat_dir(&self.root).filter(|id| id.kind() == Kind::Dir) else {
+        let Some(before) = self.identity_now(dir).filter(|id| id.kind() == Kind::Dir) else {
             return;
         };
         let no_entry = matches!(self.root.lstat(rel), Err(e) if e.raw_os_error() == Some(libc::ENOENT));
-        if !no_entry || stat_dir(&self.root) != Some(before) {
+        if !no_entry || self.identity_now(dir) != Some(before) {
             return;
         }
         self.dir_seen = Some((dir.to_string(), Some(before)));

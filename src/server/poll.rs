@@ -149,6 +149,15 @@ mod tests {
         (client, server)
     }
 
+    /// A poller with the server side of a fresh connection registered readable.
+    fn registered() -> (Poller, TcpStream, TcpStream, usize) {
+        let p = Poller::new().unwrap();
+        let (client, server) = pair();
+        let key = server.as_raw_fd() as usize;
+        p.add(&server, key, false).unwrap();
+        (p, client, server, key)
+    }
+
     fn ready(p: &Poller, timeout_ms: u64) -> Vec<usize> {
         let (mut buf, mut keys) = (Vec::new(), Vec::new());
         p.wait(&mut buf, &mut keys, Duration::from_millis(timeout_ms)).unwrap();
@@ -157,10 +166,7 @@ mod tests {
 
     #[test]
     fn an_edge_is_raised_for_each_arrival_and_once() {
-        let p = Poller::new().unwrap();
-        let (mut client, server) = pair();
-        let key = server.as_raw_fd() as usize;
-        p.add(&server, key, false).unwrap();
+        let (p, mut client, _server, key) = registered();
         assert!(ready(&p, 0).is_empty());
         client.write_all(b"a").unwrap();
         assert_eq!(ready(&p, 1000), vec![key]);
@@ -172,10 +178,7 @@ mod tests {
 
     #[test]
     fn modify_reports_input_already_there() {
-        let p = Poller::new().unwrap();
-        let (mut client, server) = pair();
-        let key = server.as_raw_fd() as usize;
-        p.add(&server, key, false).unwrap();
+        let (p, mut client, server, key) = registered();
         client.write_all(b"a").unwrap();
         assert_eq!(ready(&p, 1000), vec![key]);
         p.modify(&server, key, false).unwrap();
