@@ -216,7 +216,10 @@ class Cell:
                         self.measure(s, args.warmup)
                         time.sleep(PAUSE_BETWEEN_RUNS)
             for rep in range(args.reps):
-                for s in up:
+                # A B C, then C B A: a server's place in the sequence (what ran just
+                # before it, how many TIME_WAIT sockets the last run left) cancels
+                # out over the repetitions instead of always favouring one server.
+                for s in (up if rep % 2 == 0 else up[::-1]):
                     if self.rep(s, rep):
                         time.sleep(PAUSE_BETWEEN_RUNS)
             if after_reps is not None:
