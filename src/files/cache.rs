@@ -18,7 +18,11 @@
 //! taken after the request began) instead of three failing `openat2`s, and a new
 //! `FILE.gz` is still seen by the first request after it appears. Measured with oha
 //! (which sends `Accept-Encoding: gzip, br, deflate, zstd`), 1 KiB at 64 connections:
-//! 6.1 system calls per request before, 4.1 after.
+//! 6.1 system calls per request before, 4.1 after. A missing variant of a file the
+//! cache holds is remembered on that file's entry (one identity and a bit per
+//! coding), so it costs no room of its own: a site has as many missing variants as
+//! files, three times over (30,000 in the random-path load test), and a table of
+//! paths big enough for them would hold megabytes per worker.
 //!
 //! Measured (`strace -c`, `wrk`, 1 KiB file): a hit costs the one `statx` (about
 //! 0.5 µs) plus the socket calls; small files are kept as bytes, so a hit reads
@@ -54,7 +58,13 @@ struct Entry {
     found: Found,
     used: Instant,
     listings: [Option<Listing>; 2],
+    /// Which of this file's precompressed variants ([`VARIANTS`], one bit each) were
+    /// found absent while its directory had this identity (see the module doc).
+    absent_variants: Option<(Identity, u8)>,
 }
+
+/// The suffixes of precompressed variants whose absence is kept on their file's entry.
+const VARIANTS: [&str; 3] = [".br", ".zst", ".gz"];
 
 /// One worker's cache (see the module doc). Owned by its worker: workers share nothing.
 #[derive(Debug)]
@@ -119,6 +129,17 @@ impl FileCache {
                 _ => self.remove(rel),
             }
         }
+        if let Some((stem, bit)) = variant_of(rel) {
+            let kept = self.entries.get(stem).and_then(|e| e.absent_variants);
+            if let Some((then, _)) = kept.filter(|&(_, mask)| mask & bit != 0) {
+                if self.dir_now(parent(rel)) == Some(then) {
+                    return Err(OpenError::NotFound);
+                }
+                if let Some(entry) = self.entries.get_mut(stem) {
+                    entry.absent_variants = None;
+                }
+            }
+        }
         if let Some(&then) = self.absent.get(rel) {
             if self.dir_now(parent(rel)) == Some(then) {
                 return Err(OpenError::NotFound);
@@ -158,10 +179,11 @@ impl FileCache {
     /// dangling symlink would one day lead somewhere), and the directory did not
     /// change around that check.
     fn note_absent(&mut self, rel: &str) {
-        // Full: checking would cost two `statx` and an `lstat` for nothing (a site with
-        // more missing variants than the table holds, such as the random-path load
-        // test's 30,000, would pay them on every request); the purge makes room.
-        if rel.len() > CACHE_ABSENT_PATH_BYTES || self.absent.len() >= CACHE_ABSENT {
+        // A variant of a kept file is noted on its entry; anything else takes a place
+        // in the table. Full: checking would cost two `statx` and an `lstat` for
+        // nothing (the purge makes room).
+        let on_entry = variant_of(rel).filter(|(stem, _)| self.entries.contains_key(*stem));
+        if on_entry.is_none() && (rel.len() > CACHE_ABSENT_PATH_BYTES || self.absent.len() >= CACHE_ABSENT) {
             return;
         }
         let dir = parent(rel);
@@ -173,7 +195,18 @@ impl FileCache {
             return;
         }
         self.dir_seen = Some((dir.to_string(), Some(before)));
-        self.absent.insert(rel.to_string(), before);
+        match on_entry.and_then(|(stem, bit)| Some((self.entries.get_mut(stem)?, bit))) {
+            Some((entry, bit)) => {
+                let mask = match entry.absent_variants {
+                    Some((then, mask)) if then == before => mask,
+                    _ => 0,
+                };
+                entry.absent_variants = Some((before, mask | bit));
+            }
+            None => {
+                self.absent.insert(rel.to_string(), before);
+            }
+        }
     }
 
     /// What `name` inside the directory `dir` (just looked up as `dir_rel`) names
@@ -274,6 +307,7 @@ impl FileCache {
             found: found.clone(),
             used: Instant::now(),
             listings: [None, None],
+            absent_variants: None,
         };
         self.entries.insert(rel.to_string(), entry);
         found
@@ -304,6 +338,11 @@ impl FileCache {
 /// The directory part of a path under the root (`""` for the root itself).
 fn parent(rel: &str) -> &str {
     rel.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
+/// The file `rel` is a precompressed variant of, and its bit in `absent_variants`.
+fn variant_of(rel: &str) -> Option<(&str, u8)> {
+    (VARIANTS.iter().zip([1, 2, 4])).find_map(|(suffix, bit)| Some((rel.strip_suffix(suffix)?, bit)))
 }
 
 /// Memory and descriptors an entry holds.
