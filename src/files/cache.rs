@@ -57,7 +57,9 @@ struct Entry {
     id: Identity,
     found: Found,
     used: Instant,
-    listings: [Option<Listing>; 2],
+    /// Renderings of a directory, HTML and JSON; boxed so a file's entry stays small
+    /// (a lookup touches fewer cache lines of its table).
+    listings: Option<Box<[Option<Listing>; 2]>>,
     /// Which of this file's precompressed variants ([`VARIANTS`], one bit each) were
     /// found absent while its directory had this identity (see the module doc).
     absent_variants: Option<(Identity, u8)>,
@@ -78,6 +80,8 @@ pub struct FileCache {
     absent: HashMap<String, Identity>,
     /// The directory last checked for an absent path in this request, and what it was.
     dir_seen: Option<(String, Option<Identity>)>,
+    /// When the current request began: the use time of the entries it looks up.
+    now: Instant,
 }
 
 impl FileCache {
@@ -91,12 +95,15 @@ impl FileCache {
             descriptors: 0,
             absent: HashMap::new(),
             dir_seen: None,
+            now: Instant::now(),
         }
     }
 
-    /// A new request begins: what its lookups learn of directories is taken from now.
-    pub fn begin_request(&mut self) {
+    /// A new request began at `now`: what its lookups learn of directories is taken
+    /// from now.
+    pub fn begin_request(&mut self, now: Instant) {
         self.dir_seen = None;
+        self.now = now;
     }
 
     /// The root this cache opens under.
@@ -115,7 +122,7 @@ impl FileCache {
         if let Some(entry) = self.entries.get_mut(rel) {
             match self.root.stat(rel).map(|s| Identity::of(&s)) {
                 Ok(id) if id == entry.id => {
-                    entry.used = Instant::now();
+                    entry.used = self.now;
                     return Ok(entry.found.clone());
                 }
                 Ok(id) if id.kind() == Kind::Other => {
@@ -228,14 +235,14 @@ impl FileCache {
     /// The cached rendering of the directory `rel` (just looked up), if it is still
     /// good for `json`; see [`Listing`].
     pub fn listing(&self, rel: &str, json: bool) -> Option<&Listing> {
-        let slot = self.entries.get(rel)?.listings[usize::from(json)].as_ref()?;
+        let slot = self.entries.get(rel)?.listings.as_ref()?[usize::from(json)].as_ref()?;
         slot.fresh().then_some(slot)
     }
 
     /// Keeps a rendering of the directory `rel` for later requests.
     pub fn keep_listing(&mut self, rel: &str, json: bool, listing: Listing) {
         if let Some(entry) = self.entries.get_mut(rel) {
-            entry.listings[usize::from(json)] = Some(listing);
+            entry.listings.get_or_insert_with(Box::default)[usize::from(json)] = Some(listing);
         }
     }
 
@@ -305,8 +312,8 @@ impl FileCache {
         let entry = Entry {
             id,
             found: found.clone(),
-            used: Instant::now(),
-            listings: [None, None],
+            used: self.now,
+            listings: None,
             absent_variants: None,
         };
         self.entries.insert(rel.to_string(), entry);

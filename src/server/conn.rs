@@ -259,8 +259,24 @@ impl Conn {
 
     /// Frees the read buffer if nothing is pending (an idle connection keeps only its fd).
     pub fn shrink_if_empty(&mut self) {
-        if self.start == self.end {
-            self.data = Vec::new();
+        drop(self.take_buffer_if_empty());
+    }
+
+    /// Takes the read buffer if nothing is pending in it (for another connection to
+    /// use: see [`SPARE_READ_BUFFERS`](crate::limits::SPARE_READ_BUFFERS)).
+    pub fn take_buffer_if_empty(&mut self) -> Option<Vec<u8>> {
+        if self.start != self.end || self.data.is_empty() {
+            return None;
+        }
+        self.start = 0;
+        self.end = 0;
+        Some(std::mem::take(&mut self.data))
+    }
+
+    /// Gives a connection without a read buffer an emptied one.
+    pub fn give_buffer(&mut self, buf: Vec<u8>) {
+        if self.data.is_empty() {
+            self.data = buf;
             self.start = 0;
             self.end = 0;
         }

@@ -126,7 +126,7 @@ impl Executor {
 
     /// Plans the answer to `head` and queues it in `segs`; nothing is written here
     /// (the worker sends the segments, so a slow reader can be parked mid-response).
-    pub fn answer(&mut self, shared: &Shared, head: &Head, peer: IpAddr) -> io::Result<Answer> {
+    pub fn answer(&mut self, shared: &Shared, head: &Head, peer: IpAddr, started: Instant) -> io::Result<Answer> {
         self.segs.clear();
         if let Some(root) = shared.root_if_changed(&mut self.root_generation) {
             self.cache.set_root(root);
@@ -135,7 +135,7 @@ impl Executor {
             self.auth = auth;
         }
         test_hook(shared, head);
-        self.cache.begin_request();
+        self.cache.begin_request(started);
         self.front.sweep(&shared.compressed);
         let policy = policy(&shared.config);
         let mut site = FileSite {
