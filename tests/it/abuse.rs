@@ -1047,6 +1047,39 @@ fn idle_connections_beyond_the_cap_are_closed_longest_idle_first() {
     assert_eq!(server.stats().open_connections, 9);
 }
 
+/// Over a large cap the longest idle go in a batch (the excess and a 64th of the cap,
+/// found in one pass), so a flood at the cap does not cost a pass per connection:
+/// the count then stays between the cap less that slack and the cap, and the newest
+/// connections keep working.
+#[test]
+fn idle_connections_over_a_large_cap_are_closed_in_one_batch() {
+    // A limit of 100 allows 90 idle connections; a 64th of that is 1 more per batch.
+    let server = TestServer::start(|c| c.limits.max_connections = 100);
+    let ask = |s: &mut TcpStream, r: &mut BufReader<TcpStream>, path: &[u8]| {
+        s.write_all(&[&b"GET "[..], path, b" HTTP/1.1\r\nHost: t\r\n\r\n"].concat())
+            .unwrap();
+        read_response(r, false)
+    };
+    let mut conns = Vec::new();
+    for i in 0..92 {
+        let mut s = server.connect();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let res = ask(&mut s, &mut r, b"/a.txt").unwrap_or_else(|| panic!("connection {i} was closed"));
+        assert_eq!(res.status, 200, "connection {i}");
+        conns.push((s, r));
+        if i >= 88 {
+            thread::sleep(Duration::from_millis(60));
+        }
+    }
+    eventually("89 or 90 connections open", || {
+        (89..=90).contains(&server.stats().open_connections)
+    });
+    for (i, (s, r)) in conns.iter_mut().enumerate().skip(89) {
+        let res = ask(s, r, b"/b.txt").unwrap_or_else(|| panic!("connection {i}, among the newest, was closed"));
+        assert_eq!((res.status, res.body.as_slice()), (200, &b"BB"[..]), "connection {i}");
+    }
+}
+
 /// Sizes of one many-connections run.
 struct Many {
     conns: usize,
