@@ -68,14 +68,17 @@ pub fn flush<F: AsRef<File>>(
     quantum: u64,
 ) -> io::Result<Flush> {
     let start = *sent;
-    while let Some(seg) = segs.front_mut() {
+    loop {
+        // Held back only for a range that will send something (and so end the hold).
+        let before_file = matches!(segs.get(1), Some(Segment::File { len, .. }) if *len > 0);
+        let Some(seg) = segs.front_mut() else { break };
         let left = quantum.saturating_sub(*sent - start);
         if left == 0 {
             return Ok(Flush::Turn);
         }
         let step = match seg {
-            Segment::Bytes(buf, pos) => send_bytes(stream, buf, pos, sent, left),
-            Segment::Shared { blob, pos, end } => send_bytes(stream, &blob[..*end], pos, sent, left),
+            Segment::Bytes(buf, pos) => send_bytes(stream, buf, pos, sent, left, before_file),
+            Segment::Shared { blob, pos, end } => send_bytes(stream, &blob[..*end], pos, sent, left, false),
             Segment::File { file, offset, len } => send_range(stream, file.as_ref(), offset, len, sent, left),
         };
         match step? {
@@ -97,15 +100,29 @@ pub fn flush<F: AsRef<File>>(
     }
 }
 
-/// Writes `bytes[*pos..]`, advancing `pos` and `sent`: `Done`, `Blocked`, or
+/// Writes `bytes[*pos..]` (ahead of a file range if `before_file`: see
+/// `Stream::write_before_file`), advancing `pos` and `sent`: `Done`, `Blocked`, or
 /// `Turn` once `left` bytes went out.
-fn send_bytes(stream: &mut Stream, bytes: &[u8], pos: &mut usize, sent: &mut u64, left: u64) -> io::Result<Flush> {
+fn send_bytes(
+    stream: &mut Stream,
+    bytes: &[u8],
+    pos: &mut usize,
+    sent: &mut u64,
+    left: u64,
+    before_file: bool,
+) -> io::Result<Flush> {
     let stop = pos.saturating_add(usize::try_from(left).unwrap_or(usize::MAX));
     while *pos < bytes.len() {
         if *pos >= stop {
             return Ok(Flush::Turn);
         }
-        match stream.write(&bytes[*pos..bytes.len().min(stop)]) {
+        let chunk = &bytes[*pos..bytes.len().min(stop)];
+        let wrote = if before_file {
+            stream.write_before_file(chunk)
+        } else {
+            stream.write(chunk)
+        };
+        match wrote {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 *pos += n;
