@@ -326,9 +326,7 @@ impl Stream {
         self.writable = writable;
         Ok(())
     }
-}
 
-impl Stream {
     /// Writes bytes a file range follows (a response head before its `sendfile`
     /// body) like [`Write::write`], but on plain TCP with `MSG_MORE`: the kernel then
     /// sends them in the body's first segment instead of a packet of their own, one
