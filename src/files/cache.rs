@@ -65,6 +65,27 @@ struct Entry {
     absent_variants: Option<(Identity, u8)>,
 }
 
+/// A directory checked in the current request and what it was (`id: None`: none
+/// yet). The name's buffer is kept across requests, so remembering one allocates
+/// nothing on the hot path.
+#[derive(Debug, Default)]
+struct DirSeen {
+    dir: String,
+    id: Option<Option<Identity>>,
+}
+
+impl DirSeen {
+    fn get(&self, dir: &str) -> Option<Option<Identity>> {
+        self.id.filter(|_| self.dir == dir)
+    }
+
+    fn set(&mut self, dir: &str, id: Option<Identity>) {
+        self.dir.clear();
+        self.dir.push_str(dir);
+        self.id = Some(id);
+    }
+}
+
 /// The suffixes of precompressed variants whose absence is kept on their file's entry.
 const VARIANTS: [&str; 3] = [".br", ".zst", ".gz"];
 
@@ -79,7 +100,7 @@ pub struct FileCache {
     /// Paths with no entry, by the identity their directory had (see the module doc).
     absent: HashMap<String, Identity>,
     /// The directory last checked for an absent path in this request, and what it was.
-    dir_seen: Option<(String, Option<Identity>)>,
+    dir_seen: DirSeen,
     /// When the current request began: the use time of the entries it looks up.
     now: Instant,
 }
@@ -94,7 +115,7 @@ impl FileCache {
             inline_bytes: 0,
             descriptors: 0,
             absent: HashMap::new(),
-            dir_seen: None,
+            dir_seen: DirSeen::default(),
             now: Instant::now(),
         }
     }
@@ -102,7 +123,7 @@ impl FileCache {
     /// A new request began at `now`: what its lookups learn of directories is taken
     /// from now.
     pub fn begin_request(&mut self, now: Instant) {
-        self.dir_seen = None;
+        self.dir_seen.id = None;
         self.now = now;
     }
 
@@ -166,13 +187,11 @@ impl FileCache {
 
     /// The identity of the directory `dir` now, checked once per request.
     fn dir_now(&mut self, dir: &str) -> Option<Identity> {
-        if let Some((seen, id)) = &self.dir_seen {
-            if seen == dir {
-                return *id;
-            }
+        if let Some(id) = self.dir_seen.get(dir) {
+            return id;
         }
         let id = self.identity_now(dir);
-        self.dir_seen = Some((dir.to_string(), id));
+        self.dir_seen.set(dir, id);
         id
     }
 
@@ -201,7 +220,7 @@ impl FileCache {
         if !no_entry || self.identity_now(dir) != Some(before) {
             return;
         }
-        self.dir_seen = Some((dir.to_string(), Some(before)));
+        self.dir_seen.set(dir, Some(before));
         match on_entry.and_then(|(stem, bit)| Some((self.entries.get_mut(stem)?, bit))) {
             Some((entry, bit)) => {
                 let mask = match entry.absent_variants {
@@ -270,7 +289,7 @@ impl FileCache {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.absent.clear();
-        self.dir_seen = None;
+        self.dir_seen.id = None;
         self.inline_bytes = 0;
         self.descriptors = 0;
     }

@@ -110,16 +110,7 @@ impl Acceptable {
 /// listing gives it `q=0`; or, if it is not listed, when `*` is listed and no
 /// listing of `*` has `q=0`. See the module docs for the other choices.
 pub fn acceptable(accept_encoding: Option<&str>) -> Acceptable {
-    let Some(header) = accept_encoding else {
-        return Acceptable::default();
-    };
-    let listed = Listings::of(header);
-    let ok = |e: Encoding| listed.judged(Listings::slot(e)).is_some_and(|q| q > 0);
-    Acceptable {
-        brotli: ok(Encoding::Brotli),
-        zstd: ok(Encoding::Zstd),
-        gzip: ok(Encoding::Gzip),
-    }
+    Accepted::read(accept_encoding).acceptable()
 }
 
 /// Whether the client refuses an unencoded response (RFC 9110 §12.5.3):
@@ -128,10 +119,7 @@ pub fn acceptable(accept_encoding: Option<&str>) -> Acceptable {
 /// the engine answer `406 Not Acceptable` or send identity anyway; that
 /// choice is the engine's.
 pub fn identity_refused(accept_encoding: Option<&str>) -> bool {
-    let Some(header) = accept_encoding else {
-        return false;
-    };
-    Listings::of(header).judged(IDENTITY).is_some_and(|q| q == 0)
+    Accepted::read(accept_encoding).identity_refused()
 }
 
 /// The codings a client accepts, best first: highest q-value first, and among equal
@@ -139,42 +127,30 @@ pub fn identity_refused(accept_encoding: Option<&str>) -> bool {
 /// is the lowest of its listings, or `*`'s when it is not listed (the same rule as
 /// [`acceptable`]); q=0 means refused, and refused codings are left out.
 pub fn ranked(accept_encoding: Option<&str>) -> Vec<Encoding> {
-    let Some(header) = accept_encoding else {
-        return Vec::new();
-    };
-    let listed = Listings::of(header);
-    let mut ranked: Vec<(Encoding, u16)> = preference_order()
-        .into_iter()
-        .filter_map(|e| {
-            let q = listed.judged(Listings::slot(e))?;
-            (q > 0).then_some((e, q))
-        })
-        .collect();
-    // A stable sort keeps the server's order among equal q-values.
-    ranked.sort_by_key(|&(_, q)| std::cmp::Reverse(q));
-    ranked.into_iter().map(|(e, _)| e).collect()
+    Accepted::read(accept_encoding).ranked()
 }
 
-/// Slots of [`Listings`] after the three codings' ([`Listings::slot`]).
+/// Slots of [`Accepted`] after the three codings' ([`Accepted::slot`]).
 const IDENTITY: usize = 3;
 const ANY: usize = 4;
 
 /// What one pass over an `Accept-Encoding` value finds: for br, zstd, gzip (under
 /// any of its names), `identity` and `*`, the lowest q-value (thousandths) of their
-/// well-formed listings, `None` if not listed. Every question the planner asks of
-/// the header is answered from this; asking each by its own passes over the header
-/// (two per coding) cost 7% of the CPU of a 1 KiB request carrying a browser's
-/// `Accept-Encoding`.
+/// well-formed listings, `None` if not listed (all of them when there is no header).
+/// Every question the planner asks of the header is answered from this, read once
+/// per request; asking each by its own passes over the header (two per coding) cost
+/// 7% of the CPU of a 1 KiB request carrying a browser's `Accept-Encoding`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Listings([Option<u16>; 5]);
+pub struct Accepted([Option<u16>; 5]);
 
-impl Listings {
-    fn of(header: &str) -> Listings {
-        let mut listed = Listings::default();
-        for (coding, q) in items(header) {
+impl Accepted {
+    /// Reads an `Accept-Encoding` value (`None` if the header is absent).
+    pub fn read(accept_encoding: Option<&str>) -> Accepted {
+        let mut listed = Accepted::default();
+        for (coding, q) in items(accept_encoding.unwrap_or_default()) {
             let slot = (preference_order().into_iter())
                 .find(|e| e.names().iter().any(|n| coding.eq_ignore_ascii_case(n)))
-                .map(Listings::slot)
+                .map(Accepted::slot)
                 .or_else(|| coding.eq_ignore_ascii_case("identity").then_some(IDENTITY))
                 .or_else(|| (coding == "*").then_some(ANY));
             if let Some(slot) = slot {
@@ -188,6 +164,35 @@ impl Listings {
         e as usize
     }
 
+    /// See [`acceptable`].
+    pub fn acceptable(self) -> Acceptable {
+        let ok = |e: Encoding| self.judged(Accepted::slot(e)).is_some_and(|q| q > 0);
+        Acceptable {
+            brotli: ok(Encoding::Brotli),
+            zstd: ok(Encoding::Zstd),
+            gzip: ok(Encoding::Gzip),
+        }
+    }
+
+    /// See [`identity_refused`].
+    pub fn identity_refused(self) -> bool {
+        self.judged(IDENTITY).is_some_and(|q| q == 0)
+    }
+
+    /// See [`ranked`].
+    pub fn ranked(self) -> Vec<Encoding> {
+        let mut ranked: Vec<(Encoding, u16)> = preference_order()
+            .into_iter()
+            .filter_map(|e| {
+                let q = self.judged(Accepted::slot(e))?;
+                (q > 0).then_some((e, q))
+            })
+            .collect();
+        // A stable sort keeps the server's order among equal q-values.
+        ranked.sort_by_key(|&(_, q)| std::cmp::Reverse(q));
+        ranked.into_iter().map(|(e, _)| e).collect()
+    }
+
     /// The q-value that judges the coding in `slot`: its own lowest listing, or `*`'s
     /// when it is not listed (the module doc's rule); `None` if neither is listed.
     fn judged(self, slot: usize) -> Option<u16> {
@@ -196,7 +201,7 @@ impl Listings {
 }
 
 /// The lowest q-value (thousandths) of the well-formed items naming one of `names`
-/// (the reference [`Listings`] is checked against).
+/// (the reference [`Accepted`] is checked against).
 #[cfg(test)]
 fn q_value(header: &str, names: &[&str]) -> Option<u16> {
     items(header)
@@ -246,7 +251,7 @@ pub fn compressible(mime: &str) -> bool {
 }
 
 /// `None` if no well-formed item names one of `names`; otherwise whether all
-/// such items have a q-value above zero (the reference [`Listings`] is checked
+/// such items have a q-value above zero (the reference [`Accepted`] is checked
 /// against).
 #[cfg(test)]
 fn verdict(header: &str, names: &[&str]) -> Option<bool> {
@@ -321,10 +326,10 @@ mod tests {
             sep in "(,|, | ,|,,)",
         ) {
             let header: String = items.iter().map(|(c, q)| format!("{c}{q}")).collect::<Vec<_>>().join(&sep);
-            let listed = super::Listings::of(&header);
+            let listed = super::Accepted::read(Some(&header));
             for e in super::preference_order() {
                 let by_items = super::q_value(&header, e.names()).or_else(|| super::q_value(&header, &["*"]));
-                prop_assert_eq!(listed.judged(super::Listings::slot(e)), by_items, "{:?} in {:?}", e, header);
+                prop_assert_eq!(listed.judged(super::Accepted::slot(e)), by_items, "{:?} in {:?}", e, header);
                 let verdict = super::verdict(&header, e.names()).or_else(|| super::verdict(&header, &["*"]));
                 prop_assert_eq!(super::acceptable(Some(&header)).accepts(e), verdict.unwrap_or(false));
             }

@@ -172,21 +172,20 @@ impl Stream {
 
     /// Reads input, waiting up to the read timeout (the linger); 0 means the peer closed.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let began = Instant::now();
-        let got = match &mut self.layer {
-            Layer::Plain | Layer::Copy => self.tcp.read(buf),
-            Layer::Tls(tls) => tls.read(&self.tcp, true, buf),
-        };
-        self.note_read(began, buf.len(), &got);
-        got
+        self.read_waiting(buf, true)
     }
 
     /// Reads only input already received (`recv` with `MSG_DONTWAIT`), or `WouldBlock`.
     pub fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_waiting(buf, false)
+    }
+
+    fn read_waiting(&mut self, buf: &mut [u8], wait: bool) -> io::Result<usize> {
         let began = Instant::now();
         let got = match &mut self.layer {
+            Layer::Plain | Layer::Copy if wait => self.tcp.read(buf),
             Layer::Plain | Layer::Copy => recv_now(&self.tcp, buf),
-            Layer::Tls(tls) => tls.read(&self.tcp, false, buf),
+            Layer::Tls(tls) => tls.read(&self.tcp, wait, buf),
         };
         self.note_read(began, buf.len(), &got);
         got

@@ -92,11 +92,11 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             encoding: None,
             vary: false,
         };
-        let ranked = encoding::ranked(self.head.accept_encoding);
+        let accepted = encoding::Accepted::read(self.head.accept_encoding);
+        let (ranked, identity_refused) = (accepted.ranked(), accepted.identity_refused());
         if self.policy.precompressed {
-            self.negotiate(&mut rep, &ranked);
+            self.negotiate(&mut rep, &ranked, identity_refused);
         }
-        let identity_refused = encoding::identity_refused(self.head.accept_encoding);
         if rep.encoding.is_none() && self.may_compress(rep.mime.0, rep.meta.len) {
             // The bytes sent depend on Accept-Encoding, identity included.
             rep.vary = true;
@@ -188,9 +188,8 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
     /// the file without a look: its response still says `Vary: Accept-Encoding`,
     /// since another client may be sent a variant (caddy does the same); when the
     /// variants were looked up, `Vary` says exactly whether one exists.
-    fn negotiate(&mut self, rep: &mut Representation<'_, S::Body>, ranked: &[Encoding]) {
-        let accept_encoding = self.head.accept_encoding;
-        if ranked.is_empty() && !encoding::identity_refused(accept_encoding) {
+    fn negotiate(&mut self, rep: &mut Representation<'_, S::Body>, ranked: &[Encoding], identity_refused: bool) {
+        if ranked.is_empty() && !identity_refused {
             rep.vary = true;
             return;
         }
