@@ -60,25 +60,35 @@ pub enum Flush {
 }
 
 /// Sends segments in order until done, blocked or short, or until `quantum` bytes
-/// went out in this call (`Turn`); `sent` counts bytes written.
+/// went out in this call (`Turn`); `sent` counts bytes written. `closing`: the
+/// connection is shut down right after these segments.
 pub fn flush<F: AsRef<File>>(
     stream: &mut Stream,
     segs: &mut VecDeque<Segment<F>>,
     sent: &mut u64,
     quantum: u64,
+    closing: bool,
 ) -> io::Result<Flush> {
     let start = *sent;
     loop {
-        // Held back only for a range that will send something (and so end the hold).
-        let before_file = matches!(segs.get(1), Some(Segment::File { len, .. }) if *len > 0);
+        // Bytes are held back (see `Stream::write_held`) only where something ends the
+        // hold at once: a range that will send something, or the shutdown that closes
+        // the connection after its last response (its FIN then rides on the response's
+        // last segment, as nginx's corked close does: one packet and one client wake-up
+        // less per connection).
+        let held = match segs.get(1) {
+            Some(Segment::File { len, .. }) => *len > 0,
+            Some(_) => false,
+            None => closing,
+        };
         let Some(seg) = segs.front_mut() else { break };
         let left = quantum.saturating_sub(*sent - start);
         if left == 0 {
             return Ok(Flush::Turn);
         }
         let step = match seg {
-            Segment::Bytes(buf, pos) => send_bytes(stream, buf, pos, sent, left, before_file),
-            Segment::Shared { blob, pos, end } => send_bytes(stream, &blob[..*end], pos, sent, left, false),
+            Segment::Bytes(buf, pos) => send_bytes(stream, buf, pos, sent, left, held),
+            Segment::Shared { blob, pos, end } => send_bytes(stream, &blob[..*end], pos, sent, left, held),
             Segment::File { file, offset, len } => send_range(stream, file.as_ref(), offset, len, sent, left),
         };
         match step? {
@@ -100,16 +110,15 @@ pub fn flush<F: AsRef<File>>(
     }
 }
 
-/// Writes `bytes[*pos..]` (ahead of a file range if `before_file`: see
-/// `Stream::write_before_file`), advancing `pos` and `sent`: `Done`, `Blocked`, or
-/// `Turn` once `left` bytes went out.
+/// Writes `bytes[*pos..]` (held back if `held`: see `Stream::write_held`),
+/// advancing `pos` and `sent`: `Done`, `Blocked`, or `Turn` once `left` bytes went out.
 fn send_bytes(
     stream: &mut Stream,
     bytes: &[u8],
     pos: &mut usize,
     sent: &mut u64,
     left: u64,
-    before_file: bool,
+    held: bool,
 ) -> io::Result<Flush> {
     let stop = pos.saturating_add(usize::try_from(left).unwrap_or(usize::MAX));
     while *pos < bytes.len() {
@@ -117,8 +126,8 @@ fn send_bytes(
             return Ok(Flush::Turn);
         }
         let chunk = &bytes[*pos..bytes.len().min(stop)];
-        let wrote = if before_file {
-            stream.write_before_file(chunk)
+        let wrote = if held {
+            stream.write_held(chunk)
         } else {
             stream.write(chunk)
         };
@@ -230,9 +239,12 @@ mod tests {
                 len: 2,
             });
             let mut sent = 0;
-            assert_eq!(flush(&mut server, &mut segs, &mut sent, 4).unwrap(), Flush::Turn);
+            assert_eq!(flush(&mut server, &mut segs, &mut sent, 4, false).unwrap(), Flush::Turn);
             assert_eq!(sent, 4, "a turn ends after the quantum");
-            assert_eq!(flush(&mut server, &mut segs, &mut sent, u64::MAX).unwrap(), Flush::Done);
+            assert_eq!(
+                flush(&mut server, &mut segs, &mut sent, u64::MAX, false).unwrap(),
+                Flush::Done
+            );
             assert_eq!(sent, 11);
             let mut segs: Segments = VecDeque::new();
             segs.push_back(Segment::File {
@@ -241,13 +253,35 @@ mod tests {
                 len: 5,
             });
             assert_eq!(
-                flush(&mut server, &mut segs, &mut sent, u64::MAX).unwrap(),
+                flush(&mut server, &mut segs, &mut sent, u64::MAX, false).unwrap(),
                 Flush::Short
             );
             drop(server);
             let mut got = String::new();
             client.read_to_string(&mut got).unwrap();
             assert_eq!(got, "head|234|0189", "{transport:?}");
+        }
+    }
+
+    #[test]
+    fn bytes_held_for_the_closing_shutdown_all_arrive_before_the_end() {
+        for transport in [Transport::Plain, Transport::Copy] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let mut server = Stream::new(listener.accept().unwrap().0, transport, None);
+            let mut segs: Segments = VecDeque::new();
+            segs.push_back(Segment::Bytes(b"head|".to_vec(), 0));
+            segs.push_back(Segment::Bytes(b"last".to_vec(), 0));
+            let mut sent = 0;
+            assert_eq!(
+                flush(&mut server, &mut segs, &mut sent, u64::MAX, true).unwrap(),
+                Flush::Done
+            );
+            server.close();
+            let mut got = String::new();
+            client.read_to_string(&mut got).unwrap();
+            assert_eq!(got, "head|last", "{transport:?}");
+            drop(server);
         }
     }
 }

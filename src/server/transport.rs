@@ -326,12 +326,13 @@ impl Stream {
         Ok(())
     }
 
-    /// Writes bytes a file range follows (a response head before its `sendfile`
-    /// body) like [`Write::write`], but on plain TCP with `MSG_MORE`: the kernel then
-    /// sends them in the body's first segment instead of a packet of their own, one
-    /// packet and one client wake-up less per response. The range's `sendfile` ends
-    /// the hold (its last piece goes without it); so does the next push of the socket.
-    pub fn write_before_file(&mut self, buf: &[u8]) -> io::Result<usize> {
+    /// Writes bytes that something else follows at once like [`Write::write`], but on
+    /// plain TCP with `MSG_MORE`: a response head before its `sendfile` body goes out
+    /// in the body's first segment instead of a packet of its own, and the last bytes
+    /// before the connection closes go out with its FIN. The range's `sendfile` (its
+    /// last piece goes without the flag) or the shutdown in [`Stream::close`] ends the
+    /// hold; so does the next push of the socket.
+    pub fn write_held(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.layer {
             Layer::Plain => Ok(rustix::net::send(
                 &self.tcp,

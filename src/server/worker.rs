@@ -122,9 +122,10 @@ fn flush_turn<F: AsRef<std::fs::File>>(
     segs: &mut std::collections::VecDeque<Segment<F>>,
     sent: &mut u64,
     jobs: &Receiver<Conn>,
+    closing: bool,
 ) -> io::Result<Flush> {
     loop {
-        match output::flush(stream, segs, sent, TURN_BYTES)? {
+        match output::flush(stream, segs, sent, TURN_BYTES, closing)? {
             Flush::Turn if jobs.is_empty() => {}
             other => return Ok(other),
         }
@@ -249,7 +250,7 @@ impl Worker<'_> {
             return Next::Continue;
         };
         let before = p.sent;
-        let result = flush_turn(stream, &mut p.segs, &mut p.sent, self.jobs);
+        let result = flush_turn(stream, &mut p.segs, &mut p.sent, self.jobs, p.close);
         if let Ok(flush @ (Flush::Blocked | Flush::Turn)) = result {
             if p.sent > before {
                 p.deadline = clock::deadline(Instant::now(), self.shared.config.limits.write_timeout);
@@ -383,7 +384,7 @@ impl Worker<'_> {
             .sum();
         let head_len = total.saturating_sub(planned.bytes);
         let mut sent = 0;
-        let result = flush_turn(stream, &mut self.executor.segs, &mut sent, self.jobs);
+        let result = flush_turn(stream, &mut self.executor.segs, &mut sent, self.jobs, planned.close);
         let mut record = self.make_record(peer, head, planned.status, planned.bytes, started);
         let segs = match result {
             Ok(Flush::Done) => {
