@@ -100,6 +100,14 @@ pub const LOG_FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
 /// Listen backlog: connections the kernel holds before `accept`.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+/// How long the kernel holds a new connection that has sent nothing before handing it
+/// to `accept` anyway (`TCP_DEFER_ACCEPT`; one SYN-ACK retransmission). Until its first
+/// bytes arrive a connection takes no worker, slot or descriptor; after this it is
+/// accepted and has [`HEAD_TIMEOUT`] for its head, as any other. A client that speaks
+/// is accepted the moment its bytes arrive, so this delays nothing but a silent
+/// connection's close; short, so that stays near the head deadline it used to have.
+pub const DEFER_ACCEPT: Duration = Duration::from_secs(1);
+
 /// Read buffer allocated per connection, in bytes (grows up to [`MAX_HEAD_BYTES`]).
 pub const READ_BUF_BYTES: usize = 2 * 1024;
 

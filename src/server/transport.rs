@@ -21,7 +21,7 @@
 //! recognised by its first byte ([`Stream::plaintext_on_tls`]).
 
 use super::poll::Poller;
-use crate::limits::{COPY_CHUNK_BYTES, WRITE_LINGER};
+use crate::limits::{COPY_CHUNK_BYTES, DEFER_ACCEPT, WRITE_LINGER};
 use rustix::net::{RecvFlags, SendFlags};
 use rustls::{ServerConfig, ServerConnection};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -576,9 +576,34 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     }
     socket.set_nodelay(true)?;
     socket.set_write_timeout(Some(WRITE_LINGER))?;
+    defer_accept(&socket, DEFER_ACCEPT);
     socket.bind(&addr.into())?;
     socket.listen(crate::limits::LISTEN_BACKLOG)?;
     Ok(socket.into())
+}
+
+/// `TCP_DEFER_ACCEPT`: the kernel completes a connection for `accept` only once its
+/// first bytes have arrived (or after `wait`, rounded to SYN-ACK retransmissions), so
+/// the worker that takes it finds its head already there. Without it, a worker's first
+/// `recv` often found nothing yet and slept until the request came, holding the worker
+/// and costing a sleep and a wake-up per connection. Best effort: without it (a kernel
+/// that lacks the option) connections are accepted at once, as before.
+fn defer_accept(socket: &Socket, wait: Duration) {
+    let secs = libc::c_int::try_from(wait.as_secs().max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid descriptor borrowed for the call, and a pointer to a live c_int
+    // with its exact size, as setsockopt(2) requires for TCP_DEFER_ACCEPT.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!("TCP_DEFER_ACCEPT: {}", io::Error::last_os_error());
+    }
 }
 
 /// Wakes a thread blocked in `accept` on `listener` (shutting a listening socket down
@@ -596,11 +621,38 @@ mod tests {
         let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let timeout = SockRef::from(&listener).read_timeout().unwrap();
         assert_eq!(timeout, None, "accept never times out (an idle accept loop sleeps)");
-        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(b"G").unwrap();
         let (server, _) = listener.accept().unwrap();
         assert!(server.nodelay().unwrap());
         let write = server.write_timeout().unwrap().expect("a write timeout");
         assert!(write >= WRITE_LINGER && write < WRITE_LINGER * 2, "{write:?}");
+    }
+
+    /// A worker's first `recv` used to find nothing yet: the accept loop handed over
+    /// connections the moment the handshake completed, before the request arrived.
+    #[test]
+    fn a_connection_reaches_accept_with_its_first_bytes_not_before() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let early = listener.accept().map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(early, Err(io::ErrorKind::WouldBlock), "accepted before a byte came");
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let deadline = Instant::now() + DEFER_ACCEPT / 2;
+        let (mut server, _) = loop {
+            match listener.accept() {
+                Ok(pair) => break pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("not accepted once its bytes arrived: {e}"),
+            }
+        };
+        server.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(server.read(&mut buf).unwrap(), 18, "the head is there at accept");
     }
 
     /// A connected pair: (server side as a `Stream`, client side).

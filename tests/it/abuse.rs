@@ -643,15 +643,18 @@ fn attack(
     let started = Instant::now();
     let connect_head = |report: &mut AttackReport| -> Option<SlowHead> {
         match TcpStream::connect(addr) {
-            Ok(s) => {
+            Ok(mut s) => {
+                // The first byte at once: the kernel hands a connection to `accept`
+                // only once it has sent something (`TCP_DEFER_ACCEPT`).
+                s.write_all(&SLOW_HEAD_BYTES[..1]).unwrap();
                 s.set_nonblocking(true).unwrap();
                 report.head_conns += 1;
                 let now = Instant::now();
                 Some(SlowHead {
                     s,
                     opened: now,
-                    next: now,
-                    sent: 0,
+                    next: now + Duration::from_secs(2),
+                    sent: 1,
                     got: Vec::new(),
                 })
             }
@@ -1215,6 +1218,14 @@ fn full_size_ten_thousand_keep_alive_connections_on_a_fixed_pool() {
     });
 }
 
+/// A connection to `server` that has sent `start` (the kernel hands a connection to
+/// `accept` only once it has sent something: `TCP_DEFER_ACCEPT`).
+fn begun(server: &Spawned, start: &str) -> TcpStream {
+    let mut s = server.connect();
+    s.write_all(start.as_bytes()).unwrap();
+    s
+}
+
 #[test]
 fn running_out_of_file_descriptors_backs_off_quietly_and_recovers() {
     let _turn = heavy();
@@ -1225,9 +1236,11 @@ fn running_out_of_file_descriptors_backs_off_quietly_and_recovers() {
     assert_eq!(server.get_status("/hello.txt"), Some(200));
     let cpu_before = procfs::cpu(pid);
     let started = Instant::now();
-    // More silent connections than the server has descriptors: the kernel completes
-    // them from the backlog, and accept fails with EMFILE.
-    let conns: Vec<TcpStream> = (0..100).map(|_| server.connect()).collect();
+    // More connections (each with a head begun) than the server has descriptors: the
+    // kernel completes them from the backlog, and accept fails with EMFILE.
+    let conns: Vec<TcpStream> = (0..100)
+        .map(|_| begun(&server, "GET /hello.txt HTTP/1.1\r\n"))
+        .collect();
     thread::sleep(Duration::from_secs(2));
     let (cpu, wall) = (procfs::cpu(pid) - cpu_before, started.elapsed());
     let fds = procfs::fds(pid);
@@ -1270,11 +1283,13 @@ fn out_of_descriptors_while_opening_a_file_is_503_not_404() {
     let tmp = tempfile::tempdir().unwrap();
     write(tmp.path(), "hello.txt", b"hello");
     let server = Spawned::start(tmp.path(), &["--threads", "2", "--log-format", "off"], Some((64, 64)));
-    let conns: Vec<TcpStream> = (0..100).map(|_| server.connect()).collect();
+    let conns: Vec<TcpStream> = (0..100)
+        .map(|_| begun(&server, "GET /hello.txt HTTP/1.1\r\n"))
+        .collect();
     thread::sleep(Duration::from_millis(500));
     // The first connections were accepted before the descriptors ran out.
     let mut first = &conns[0];
-    first.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    first.write_all(b"Host: t\r\n\r\n").unwrap();
     let mut head = [0u8; 12];
     first.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 503", "{:?}", String::from_utf8_lossy(&head));
