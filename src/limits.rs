@@ -164,8 +164,10 @@ pub const TURN_BYTES: u64 = 256 * 1024;
 pub const CACHE_ENTRIES: usize = 16 * 1024;
 
 /// Bytes of small files (up to [`INLINE_BODY_MAX`]) each worker's cache keeps in
-/// memory, so a hit reads nothing. 8 workers × 16 MiB = 128 MiB at the most; the
-/// load test's 10,000 × 1 KiB files take about 10 MiB per worker.
+/// memory, so a hit reads nothing. The workers share one copy of each version
+/// (`files::bodies`), so 8 workers hold 128 MiB at the most when they all keep
+/// different files and 16 MiB when they keep the same; the load test's 10,000 ×
+/// 1 KiB files take about 10 MiB in all.
 pub const CACHE_INLINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Paths each worker's file cache remembers as absent (see `files::cache`), and the

@@ -35,7 +35,7 @@ impl Listing {
         let etag = format!("\"l-{:x}-{:x}\"", page.len(), h.finish());
         let len = page.len() as u64;
         let body = if page.len() <= LISTING_INLINE_MAX {
-            Body::Bytes(page.into())
+            Body::Bytes(Rc::new(page.into()))
         } else {
             let fd = rustix::fs::memfd_create("threadserve-listing", rustix::fs::MemfdFlags::CLOEXEC)?;
             let mut file = File::from(fd);

@@ -4,12 +4,14 @@
 //! descriptor that was checked. Out come the plain [`Meta`] and [`Entry`] the HTTP
 //! core plans with.
 
+pub mod bodies;
 pub mod cache;
 pub mod compress;
 pub mod dir;
 mod identity;
 pub mod root;
 
+pub use bodies::Bodies;
 pub use cache::{FileCache, Found};
 pub use dir::Listing;
 pub use identity::Identity;
@@ -37,8 +39,9 @@ impl From<io::Error> for OpenError {
 /// The bytes of a file: kept in memory (small files), or its open handle.
 #[derive(Debug, Clone)]
 pub enum Body {
-    /// The whole file, read once.
-    Bytes(Rc<[u8]>),
+    /// The whole file, read once: bytes shared by the workers ([`Bodies`]), each
+    /// holding them through its own `Rc` so a response touches no shared count.
+    Bytes(Rc<std::sync::Arc<[u8]>>),
     /// An open handle, read with explicit offsets (`pread`, `sendfile`): it is shared.
     File(Rc<File>),
     /// A compressed representation kept by the compression store.

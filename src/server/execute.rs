@@ -98,7 +98,7 @@ impl Executor {
         Executor {
             out: Vec::new(),
             segs: Segments::new(),
-            cache: FileCache::new(config.root.clone(), config.follow_symlinks),
+            cache: FileCache::sharing(config.root.clone(), config.follow_symlinks, Arc::clone(&shared.bodies)),
             front: Front::default(),
             root_generation: 0,
             auth: shared.auth.current(),

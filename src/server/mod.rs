@@ -66,6 +66,9 @@ pub(crate) struct Shared {
     pub throttle: Throttle,
     /// Compressed representations, shared by the workers (see `files::compress`).
     pub compressed: Store,
+    /// Small files' bytes, one copy per version for all the workers' caches (see
+    /// `files::bodies`); kept across reloads, as it is keyed by inode, not by path.
+    pub bodies: Arc<crate::files::Bodies>,
     /// Draining or shutting down (see the `drain` module).
     drain: drain::Drain,
 }
@@ -272,6 +275,7 @@ impl Server {
         let compressed = Store::new(config.compress_cache, cores.min(config.threads));
         let shared = Arc::new(Shared {
             compressed,
+            bodies: Arc::default(),
             root: Reloadable::new(root),
             auth: Reloadable::new(config.auth.clone()),
             throttle: Throttle::default(),
