@@ -12,8 +12,11 @@
 //! its entry holds, through that worker's own `Rc`, so the hot path writes nothing
 //! shared. The store holds weak references; the bytes live as long as some worker's
 //! entry holds them, so the workers' own budgets bound it ([`CACHE_INLINE_BYTES`]
-//! each). References whose bytes are gone are swept once the table has doubled
-//! since the last sweep.
+//! each). A reference whose bytes nobody holds still keeps their allocation (a
+//! `Weak` does) until it is swept, which happens whenever the table has doubled
+//! since the last sweep: so the store holds at most twice the versions the workers
+//! held at the last sweep, or `SWEEP_MIN` of up to 16 KiB (1 MiB) when that was
+//! fewer.
 //!
 //! [`FileCache`]: super::FileCache
 //! [`CACHE_INLINE_BYTES`]: crate::limits::CACHE_INLINE_BYTES
@@ -22,8 +25,9 @@ use super::Identity;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-/// Table size below which dead references are not swept.
-const SWEEP_MIN: usize = 1024;
+/// Table size below which dead references are not swept (at most 64 × 16 KiB of
+/// allocations kept for nothing).
+const SWEEP_MIN: usize = 64;
 
 /// The shared store (see the module doc).
 #[derive(Debug, Default)]
