@@ -10,7 +10,10 @@
 //!
 //! It is consulted only when a worker's cache misses (fills): a hit uses the bytes
 //! its entry holds, through that worker's own `Rc`, so the hot path writes nothing
-//! shared. The store holds weak references; the bytes live as long as some worker's
+//! shared. A lock rather than an owner thread and a channel: a miss would then wait
+//! for a reply from another thread (two context switches, microseconds) where an
+//! uncontended lock costs nanoseconds, and the lock is never held across I/O (the
+//! read happens between `get` and `share`). The store holds weak references; the bytes live as long as some worker's
 //! entry holds them, so the workers' own budgets bound it ([`CACHE_INLINE_BYTES`]
 //! each). A reference whose bytes nobody holds still keeps their allocation (a
 //! `Weak` does) until it is swept, which happens whenever the table has doubled

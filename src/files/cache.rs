@@ -313,20 +313,20 @@ impl FileCache {
             Kind::Other => return Ok(Found::Other),
             Kind::Dir => Found::Dir(id.meta(), Rc::new(fd)),
             Kind::File if id.size <= INLINE_BODY_MAX => {
-                if let Some(bytes) = self.bodies.get(&id) {
-                    let found = Found::File(id.meta().described(rel), Body::Bytes(Rc::new(bytes)));
-                    return Ok(self.insert(rel, id, found));
-                }
-                let file = File::from(fd);
-                match read_whole(&file, id)? {
-                    Some((id, bytes)) => {
-                        let bytes = self.bodies.share(id, bytes);
-                        let found = Found::File(id.meta().described(rel), Body::Bytes(Rc::new(bytes)));
-                        return Ok(self.insert(rel, id, found));
+                // Another worker's copy of this very version, or the bytes read now.
+                let (id, bytes) = match self.bodies.get(&id) {
+                    Some(bytes) => (id, bytes),
+                    None => {
+                        let file = File::from(fd);
+                        match read_whole(&file, id)? {
+                            Some((id, bytes)) => (id, self.bodies.share(id, bytes)),
+                            // It kept changing while read: serve the handle, do not keep it.
+                            None => return Ok(Found::File(identity_of(&file)?.meta(), Body::File(Rc::new(file)))),
+                        }
                     }
-                    // It kept changing while read: serve the handle, do not keep it.
-                    None => return Ok(Found::File(identity_of(&file)?.meta(), Body::File(Rc::new(file)))),
-                }
+                };
+                let found = Found::File(id.meta().described(rel), Body::Bytes(Rc::new(bytes)));
+                return Ok(self.insert(rel, id, found));
             }
             Kind::File => Found::File(id.meta().described(rel), Body::File(Rc::new(File::from(fd)))),
         };
