@@ -852,7 +852,7 @@ mod tests {
     fn duration_defaults_show_as_they_are_typed() {
         let cases = [
             (limits::HEAD_TIMEOUT, "10s"),
-            (limits::LINGER, "10ms"),
+            (Duration::from_millis(10), "10ms"),
             (limits::MAX_TIMEOUT, "1440m"),
             (Duration::ZERO, "0s"),
             (Duration::from_secs(90), "90s"),
