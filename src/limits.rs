@@ -189,9 +189,19 @@ pub const CACHE_ABSENT_PATH_BYTES: usize = 255;
 /// × 64 = 512 descriptors (64 workers: 4,096), beside `MAX_CONNECTIONS`.
 pub const CACHE_DESCRIPTORS: usize = 64;
 
-/// A cache entry not used for this long is dropped while its worker is idle, so the
-/// descriptor of a deleted file does not keep its disk space.
+/// A cache entry holding a descriptor and not used for this long is dropped (while its
+/// worker is busy, within 1.25 × this), so the descriptor of a deleted file does not
+/// keep its disk space.
 pub const CACHE_IDLE: Duration = Duration::from_secs(1);
+
+/// A small file's entry (its bytes in memory, no descriptor) not used for this long is
+/// dropped. It holds no disk space, only memory the per-worker byte bound already caps,
+/// and every hit is revalidated, so it may stay as long as nginx's `open_file_cache`
+/// keeps an inactive entry by default (60 s). Dropped after one idle second instead,
+/// as before, a load that paused (the other servers' turns in `loadtest/`) came back
+/// to cold caches: with oha's `Accept-Encoding` each file then cost each worker an
+/// `openat2` and 3 missing variants again (about 15 system calls) before it was a hit.
+pub const CACHE_IDLE_SMALL: Duration = Duration::from_secs(60);
 
 /// Directory listings up to this size are kept in memory and copied into each
 /// response; larger ones are kept in a memory file and sent with sendfile, so a slow

@@ -33,8 +33,8 @@ use super::dir::Listing;
 use super::identity::{identity_of, Identity};
 use super::{Body, Kind, OpenError, Root};
 use crate::limits::{
-    CACHE_ABSENT, CACHE_ABSENT_PATH_BYTES, CACHE_DESCRIPTORS, CACHE_ENTRIES, CACHE_IDLE, CACHE_INLINE_BYTES,
-    INLINE_BODY_MAX,
+    CACHE_ABSENT, CACHE_ABSENT_PATH_BYTES, CACHE_DESCRIPTORS, CACHE_ENTRIES, CACHE_IDLE, CACHE_IDLE_SMALL,
+    CACHE_INLINE_BYTES, INLINE_BODY_MAX,
 };
 use rustix::fd::{AsFd, OwnedFd};
 
@@ -278,19 +278,25 @@ impl FileCache {
         }
     }
 
-    /// Drops entries not used for [`CACHE_IDLE`] at `now`, closing their descriptors
-    /// (so a deleted file's space is freed while the worker sits idle). Unless
-    /// `everything`, only entries holding a descriptor go: a small file kept in
-    /// memory holds no disk space, and dropping it from a busy worker only turns
-    /// its next request into a miss (in the random-path load test, one request in
-    /// seven). O(entries): the caller decides how often (see `Executor::purge_cache`).
-    pub fn purge(&mut self, now: Instant, everything: bool) {
+    /// Drops entries not used lately at `now`: those holding a descriptor after
+    /// [`CACHE_IDLE`] (so a deleted file's space is freed), small files kept in memory
+    /// after [`CACHE_IDLE_SMALL`] (they hold no disk space, and dropping one sooner
+    /// only turns its next request into a miss: in the random-path load test, one
+    /// request in seven while busy, and every file again after a pause). O(entries):
+    /// the caller decides how often (see `Executor::purge_cache`).
+    pub fn purge(&mut self, now: Instant) {
         if self.absent.len() >= CACHE_ABSENT {
             self.absent.clear();
         }
         let stale: Vec<String> = (self.entries.iter())
-            .filter(|(_, e)| everything || cost(&e.found).1 > 0)
-            .filter(|(_, e)| now.saturating_duration_since(e.used) >= CACHE_IDLE)
+            .filter(|(_, e)| {
+                let keep = if cost(&e.found).1 > 0 {
+                    CACHE_IDLE
+                } else {
+                    CACHE_IDLE_SMALL
+                };
+                now.saturating_duration_since(e.used) >= keep
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in stale {

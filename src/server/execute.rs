@@ -112,15 +112,14 @@ impl Executor {
     /// empty many times a second, and a purge walks every entry (10,000 in the
     /// random-path load test: 2.8% of the CPU plus a clock read per entry), so
     /// unless `idle` (the worker waited a whole [`CACHE_IDLE`] for work) it runs at
-    /// most every [`PURGE_EVERY`], and only for entries that hold a descriptor; an
-    /// idle worker drops every stale entry.
+    /// most every [`PURGE_EVERY`].
     pub fn purge_cache(&mut self, shared: &Shared, idle: bool) {
         let now = Instant::now();
         if !idle && now < self.next_purge {
             return;
         }
         self.next_purge = now + PURGE_EVERY;
-        self.cache.purge(now, idle);
+        self.cache.purge(now);
         self.front.sweep(&shared.compressed);
     }
 
