@@ -43,6 +43,14 @@ impl Site for FileSite<'_> {
         self.cache.lookup_in(dir, dir_rel, name)
     }
 
+    fn variants_absent(&mut self, rel: &str, encodings: &[Encoding]) -> bool {
+        let mut exts = [""; 3];
+        for (ext, enc) in exts.iter_mut().zip(encodings) {
+            *ext = enc.ext();
+        }
+        encodings.len() <= exts.len() && self.cache.variants_absent(rel, &exts[..encodings.len()])
+    }
+
     /// The listing rendered once and kept while the directory is unchanged (see
     /// `files::dir`), or rendered now from the descriptor that was checked.
     fn listing(&mut self, dir: &Rc<OwnedFd>, rel: &str, format: Format) -> Result<Page<Body>, Missing> {

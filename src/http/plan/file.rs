@@ -193,6 +193,12 @@ impl<'p, S: Site> Planner<'_, 'p, S> {
             rep.vary = true;
             return;
         }
+        // Every coding is looked up below when none is found, so a site that knows
+        // them all absent answers the same: no variant, and no Vary for one.
+        if self.site.variants_absent(rep.rel, &encoding::preference_order()) {
+            rep.vary = false;
+            return;
+        }
         let mut variant = |enc: Encoding| match self.site.lookup(&format!("{}{}", rep.rel, enc.ext())) {
             Ok(Found::File(meta, body)) => Some((meta, body)),
             _ => None,

@@ -128,6 +128,14 @@ pub trait Site {
     fn authorize(&mut self, user: &str, password: &str) -> Verdict;
     /// The server's metrics in the Prometheus text format 0.0.4, if available.
     fn metrics(&mut self) -> Option<Vec<u8>>;
+    /// Whether none of the precompressed variants of `rel` (just found) for
+    /// `encodings` exists now, when the site can tell without looking each up (a cache
+    /// that found them all absent while their directory is as it is now). `false`
+    /// says only "look them up".
+    fn variants_absent(&mut self, rel: &str, encodings: &[Encoding]) -> bool {
+        let _ = (rel, encodings);
+        false
+    }
 }
 
 /// What a body to compress is, so the site can key what it keeps: a file by its path

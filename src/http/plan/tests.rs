@@ -169,6 +169,8 @@ struct MapSite {
     dirs: Vec<String>,
     looked_up: Vec<String>,
     checked: Vec<String>,
+    /// Answers `variants_absent` (true only where none of the variants exists).
+    knows_absent: bool,
 }
 
 const MTIME: u64 = 1_700_000_000;
@@ -183,6 +185,7 @@ impl MapSite {
             dirs: dirs.iter().map(|d| d.to_string()).collect(),
             looked_up: Vec::new(),
             checked: Vec::new(),
+            knows_absent: false,
         }
     }
 }
@@ -250,6 +253,13 @@ impl Site for MapSite {
 
     fn metrics(&mut self) -> Option<Vec<u8>> {
         Some(b"# TYPE threadserve_requests_total counter\n".to_vec())
+    }
+
+    fn variants_absent(&mut self, rel: &str, encodings: &[Encoding]) -> bool {
+        self.knows_absent
+            && encodings
+                .iter()
+                .all(|e| !self.files.contains_key(&format!("{rel}{}", e.ext())))
     }
 }
 
@@ -432,6 +442,43 @@ fn headers_say_what_the_plan_sends() {
     let mut s = site();
     let closing = super::plan(&get("/a.txt"), &mut s, &p, true);
     assert!(closing.close(), "a server shutting down closes every connection");
+}
+
+/// A site that knows a file's variants are all absent answers for the three lookups;
+/// the response is the one the lookups give.
+#[test]
+fn variants_known_absent_are_not_looked_up_and_change_nothing() {
+    let h = Head {
+        accept_encoding: Some("gzip, br, deflate, zstd"),
+        ..get("/a.txt")
+    };
+    let answer = |knows_absent: bool| {
+        let mut s = MapSite { knows_absent, ..site() };
+        let plan = plan(&h, &mut s, &Policy::default(), false);
+        (
+            format!("{:?} {:?}", plan.status, plan.headers),
+            body(&plan),
+            s.looked_up,
+        )
+    };
+    let (looked, known) = (answer(false), answer(true));
+    assert_eq!(looked.2, ["a.txt", "a.txt.br", "a.txt.zst", "a.txt.gz"]);
+    assert_eq!(known.2, ["a.txt"]);
+    assert_eq!((looked.0, looked.1), (known.0, known.1));
+    // With a variant on disk the site does not know them absent: it is found.
+    let mut s = MapSite {
+        knows_absent: true,
+        ..site()
+    };
+    let plan = plan(&get_ae("/app.js", "gzip"), &mut s, &Policy::default(), false);
+    assert_eq!(body(&plan), b"GZ");
+}
+
+fn get_ae(target: &'static str, ae: &'static str) -> Head<'static> {
+    Head {
+        accept_encoding: Some(ae),
+        ..get(target)
+    }
 }
 
 #[test]
