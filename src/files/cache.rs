@@ -202,10 +202,11 @@ impl FileCache {
 
     /// Whether `stem` + each of `exts` (suffixes of [`VARIANTS`]) are all known to be
     /// absent now: found absent while `stem`'s directory had the identity it has now
-    /// (one `statx` of it per request, shared with [`FileCache::lookup`]). What three
-    /// lookups of the variants would answer, for one of the file's entry, with no
-    /// path built: in the random-path load test with oha's `Accept-Encoding`, those
-    /// lookups were 10% of the CPU (hashing and comparing paths in a table of 16,384).
+    /// (one `statx` of it per request, shared with [`FileCache::lookup`]). It answers
+    /// what looking up each variant would, with one search of the table for the file's
+    /// entry and no path built: in the random-path load test with oha's
+    /// `Accept-Encoding`, those lookups were 10% of the CPU (hashing and comparing
+    /// paths in a table of 16,384).
     pub fn variants_absent(&mut self, stem: &str, exts: &[&str]) -> bool {
         let mut want = 0u8;
         for ext in exts {
