@@ -44,11 +44,7 @@ impl Site for FileSite<'_> {
     }
 
     fn variants_absent(&mut self, rel: &str, encodings: &[Encoding]) -> bool {
-        let mut exts = [""; 3];
-        for (ext, enc) in exts.iter_mut().zip(encodings) {
-            *ext = enc.ext();
-        }
-        encodings.len() <= exts.len() && self.cache.variants_absent(rel, &exts[..encodings.len()])
+        self.cache.variants_absent(rel, encodings.iter().map(|e| e.ext()))
     }
 
     /// The listing rendered once and kept while the directory is unchanged (see

@@ -448,10 +448,7 @@ fn headers_say_what_the_plan_sends() {
 /// the response is the one the lookups give.
 #[test]
 fn variants_known_absent_are_not_looked_up_and_change_nothing() {
-    let h = Head {
-        accept_encoding: Some("gzip, br, deflate, zstd"),
-        ..get("/a.txt")
-    };
+    let h = get_ae("/a.txt", "gzip, br, deflate, zstd");
     let answer = |knows_absent: bool| {
         let mut s = MapSite { knows_absent, ..site() };
         let plan = plan(&h, &mut s, &Policy::default(), false);
