@@ -170,11 +170,7 @@ impl FileCache {
             }
         }
         if let Some((stem, bit)) = variant_of(rel) {
-            let kept = self
-                .entries
-                .get(stem)
-                .and_then(|e| e.absent_variants.as_deref().copied());
-            if let Some((then, _)) = kept.filter(|&(_, mask)| mask & bit != 0) {
+            if let Some(then) = self.recorded_absent(stem, bit) {
                 if self.dir_now(parent(rel)) == Some(then) {
                     return Err(OpenError::NotFound);
                 }
@@ -215,14 +211,16 @@ impl FileCache {
                 None => return false,
             }
         }
-        let kept = self
-            .entries
-            .get(stem)
-            .and_then(|e| e.absent_variants.as_deref().copied());
-        match kept {
-            Some((then, mask)) if mask & want == want => self.dir_now(parent(stem)) == Some(then),
-            _ => false,
-        }
+        self.recorded_absent(stem, want)
+            .is_some_and(|then| self.dir_now(parent(stem)) == Some(then))
+    }
+
+    /// The identity `stem`'s directory had when all the variants in `want` (bits of
+    /// [`VARIANTS`]) were found absent, if its entry records them so; whether that
+    /// still holds is for the caller to check against the directory now.
+    fn recorded_absent(&self, stem: &str, want: u8) -> Option<Identity> {
+        let (then, mask) = *self.entries.get(stem)?.absent_variants.as_deref()?;
+        (mask & want == want).then_some(then)
     }
 
     /// The identity of the directory `dir` now, checked once per request.
