@@ -109,9 +109,9 @@ impl Executor {
 
     /// Closes cached files not used lately, and drops handles to compressed
     /// representations the shared store evicted. A busy worker finds its queue
-    /// empty many times a second, and a purge walks every entry (10,000 in the
-    /// random-path load test: 2.8% of the CPU plus a clock read per entry), so
-    /// unless `idle` (the worker waited a whole [`CACHE_IDLE`] for work) it runs at
+    /// empty many times a second, and a purge costs a clock read and a look at each
+    /// entry holding a descriptor (and now and then at every entry: see
+    /// `FileCache::purge`), so unless `idle` (the worker waited a whole [`CACHE_IDLE`] for work) it runs at
     /// most every [`PURGE_EVERY`].
     pub fn purge_cache(&mut self, shared: &Shared, idle: bool) {
         let now = Instant::now();
