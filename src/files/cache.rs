@@ -319,7 +319,7 @@ impl FileCache {
     /// decides how often (see `Executor::purge_cache`); each call looks only at the
     /// entries holding descriptors (at most [`CACHE_DESCRIPTORS`]), and at all of them
     /// once per [`SMALL_SWEEP_EVERY`]: walking 10,000 small entries four times a second
-    /// in each worker was 1.8% of the CPU in the random-path load test. Returns how
+    /// in each worker was 0.6-1.8% of the CPU in the random-path load test. Returns how
     /// many entries it looked at.
     pub fn purge(&mut self, now: Instant) -> usize {
         if self.absent.len() >= CACHE_ABSENT {
@@ -567,7 +567,7 @@ mod tests {
 
     /// Every purge (each quarter second while a worker is busy) walked all the
     /// entries to find the few holding descriptors: 10,000 in the random-path load
-    /// test, 1.8% of the CPU, for small files that may stay a minute.
+    /// test, 0.6-1.8% of the CPU, for small files that may stay a minute.
     #[test]
     fn a_busy_purge_looks_only_at_entries_holding_descriptors() {
         let dir = tempfile::tempdir().unwrap();
