@@ -195,9 +195,9 @@ pub const CACHE_DESCRIPTORS: usize = 64;
 pub const CACHE_IDLE: Duration = Duration::from_secs(1);
 
 /// A small file's entry (its bytes in memory, no descriptor) not used for this long is
-/// dropped (within 1.25 × this). It holds no disk space, only memory the per-worker byte bound already caps,
-/// and every hit is revalidated, so it may stay as long as nginx's `open_file_cache`
-/// keeps an inactive entry by default (60 s). Dropped after one idle second instead,
+/// dropped (within 1.25 × this). It holds no disk space, only memory the per-worker
+/// byte bound already caps, and every hit is revalidated, so it may stay as long as
+/// nginx's `open_file_cache` keeps an inactive entry by default (60 s). Dropped after one idle second instead,
 /// as before, a load that paused (the other servers' turns in `loadtest/`) came back
 /// to cold caches: with oha's `Accept-Encoding` each file then cost each worker an
 /// `openat2` and 3 missing variants again (about 15 system calls) before it was a hit.

@@ -106,9 +106,8 @@ pub struct FileCache {
     bodies: Arc<Bodies>,
     entries: HashMap<String, Entry>,
     inline_bytes: usize,
-    descriptors: usize,
-    /// The keys of the entries holding a descriptor (`descriptors` of them).
-    with_descriptors: HashSet<String>,
+    /// The keys of the entries holding a descriptor (one each).
+    descriptors: HashSet<String>,
     /// When [`FileCache::purge`] next looks at every entry, not only those.
     next_small_sweep: Instant,
     /// Paths with no entry, by the identity their directory had (see the module doc).
@@ -133,8 +132,7 @@ impl FileCache {
             bodies,
             entries: HashMap::new(),
             inline_bytes: 0,
-            descriptors: 0,
-            with_descriptors: HashSet::new(),
+            descriptors: HashSet::new(),
             next_small_sweep: Instant::now(),
             absent: HashMap::new(),
             dir_seen: DirSeen::default(),
@@ -329,25 +327,16 @@ impl FileCache {
         let (looked, stale): (usize, Vec<String>) = if now >= self.next_small_sweep {
             self.next_small_sweep = now + SMALL_SWEEP_EVERY;
             let stale = (self.entries.iter())
-                .filter(|(_, e)| {
-                    idle(
-                        e,
-                        if cost(&e.found).1 > 0 {
-                            CACHE_IDLE
-                        } else {
-                            CACHE_IDLE_SMALL
-                        },
-                    )
-                })
+                .filter(|(_, e)| idle(e, kept_unused(&e.found)))
                 .map(|(k, _)| k.clone())
                 .collect();
             (self.entries.len(), stale)
         } else {
-            let stale = (self.with_descriptors.iter())
+            let stale = (self.descriptors.iter())
                 .filter(|k| self.entries.get(*k).is_some_and(|e| idle(e, CACHE_IDLE)))
                 .cloned()
                 .collect();
-            (self.with_descriptors.len(), stale)
+            (self.descriptors.len(), stale)
         };
         for key in stale {
             self.remove(&key);
@@ -361,8 +350,7 @@ impl FileCache {
         self.absent.clear();
         self.dir_seen.id = None;
         self.inline_bytes = 0;
-        self.descriptors = 0;
-        self.with_descriptors.clear();
+        self.descriptors.clear();
     }
 
     fn fill(&mut self, rel: &str, fd: OwnedFd) -> Result<Found, OpenError> {
@@ -398,14 +386,13 @@ impl FileCache {
         }
         while self.entries.len() >= CACHE_ENTRIES
             || self.inline_bytes + bytes > CACHE_INLINE_BYTES
-            || self.descriptors + fds > CACHE_DESCRIPTORS
+            || self.descriptors.len() + fds > CACHE_DESCRIPTORS
         {
             self.evict_some();
         }
         self.inline_bytes += bytes;
-        self.descriptors += fds;
         if fds > 0 {
-            self.with_descriptors.insert(rel.to_string());
+            self.descriptors.insert(rel.to_string());
         }
         let entry = Entry {
             id,
@@ -424,8 +411,7 @@ impl FileCache {
         let keys: Vec<String> = self.entries.keys().take(n).cloned().collect();
         if keys.is_empty() {
             self.inline_bytes = 0;
-            self.descriptors = 0;
-            self.with_descriptors.clear();
+            self.descriptors.clear();
         }
         for key in keys {
             self.remove(&key);
@@ -436,9 +422,8 @@ impl FileCache {
         if let Some(entry) = self.entries.remove(rel) {
             let (bytes, fds) = cost(&entry.found);
             self.inline_bytes -= bytes;
-            self.descriptors -= fds;
             if fds > 0 {
-                self.with_descriptors.remove(rel);
+                self.descriptors.remove(rel);
             }
         }
     }
@@ -452,6 +437,16 @@ fn parent(rel: &str) -> &str {
 /// The file `rel` is a precompressed variant of, and its bit in `absent_variants`.
 fn variant_of(rel: &str) -> Option<(&str, u8)> {
     (VARIANTS.iter().zip(0..)).find_map(|(suffix, i)| Some((rel.strip_suffix(suffix)?, 1 << i)))
+}
+
+/// How long an entry may stay unused: [`CACHE_IDLE`] if it holds a descriptor,
+/// [`CACHE_IDLE_SMALL`] if not (see [`FileCache::purge`]).
+fn kept_unused(found: &Found) -> Duration {
+    if cost(found).1 > 0 {
+        CACHE_IDLE
+    } else {
+        CACHE_IDLE_SMALL
+    }
 }
 
 /// Memory and descriptors an entry holds.
@@ -582,14 +577,14 @@ mod tests {
             cache.lookup(&format!("{i}.txt")).unwrap();
         }
         cache.lookup("big.bin").unwrap();
-        assert_eq!(cache.descriptors, 1);
+        assert_eq!(cache.descriptors.len(), 1);
         // The first purge sweeps everything once; later busy ones only the descriptors.
         cache.purge(t0);
         let looked = cache.purge(t0 + CACHE_IDLE / 4);
         assert!(looked <= 1, "looked at {looked} entries to find 1 descriptor");
         // The descriptor still goes once idle for CACHE_IDLE, the small files stay.
         cache.purge(t0 + CACHE_IDLE + CACHE_IDLE / 4);
-        assert_eq!((cache.descriptors, cache.entries.len()), (0, 100));
+        assert_eq!((cache.descriptors.len(), cache.entries.len()), (0, 100));
         // Small files unused for CACHE_IDLE_SMALL go at the next full sweep.
         cache.purge(t0 + CACHE_IDLE_SMALL + CACHE_IDLE_SMALL / 4);
         assert!(cache.entries.is_empty());

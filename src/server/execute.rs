@@ -111,8 +111,8 @@ impl Executor {
     /// representations the shared store evicted. A busy worker finds its queue
     /// empty many times a second, and a purge costs a clock read and a look at each
     /// entry holding a descriptor (and now and then at every entry: see
-    /// `FileCache::purge`), so unless `idle` (the worker waited a whole [`CACHE_IDLE`] for work) it runs at
-    /// most every [`PURGE_EVERY`].
+    /// `FileCache::purge`), so unless `idle` (the worker waited a whole
+    /// [`CACHE_IDLE`] for work) it runs at most every [`PURGE_EVERY`].
     pub fn purge_cache(&mut self, shared: &Shared, idle: bool) {
         let now = Instant::now();
         if !idle && now < self.next_purge {
